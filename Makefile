@@ -1,0 +1,41 @@
+# Two entry points for users: `make run` (the demo workflow) and `make test`.
+# Both bootstrap .venv from the pinned lock first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.gazeem-installed
+CORES  ?= all
+
+.PHONY: run test test-fast lint bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+# Regenerate the lock from the environment that was actually tested (CPU torch).
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^gazeem' \
+	  | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,203 @@
+"""One EM loop for every discrete-latent model in gazeem.
+
+A model supplies only its E-step (log-space responsibilities and the marginal
+log-likelihood) and its M-step; :func:`run_em` owns iteration, convergence,
+the likelihood history and the monotonicity check. The gaze engine and the
+textbook mixtures (:mod:`gazeem.mixtures`) both run on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger("gazeem.em")
+
+
+class LikelihoodDecreaseWarning(UserWarning):
+    """An exact-EM iteration lowered the objective by more than numerical slack."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the change in log-likelihood fell below ``tol``."""
+
+
+@dataclass(frozen=True)
+class EStep:
+    """The result of one E-step.
+
+    Attributes
+    ----------
+    posterior
+        Model-specific responsibilities (log space), e.g. ``log_resp`` of shape
+        ``(n_samples, n_components)``.
+    log_likelihood
+        Marginal log-likelihood ``log p(data | params)`` summed over observations, in nats.
+    """
+
+    posterior: Any
+    log_likelihood: float
+
+
+class EMModel(Protocol):
+    """What :func:`run_em` needs from a model."""
+
+    #: True when the E-step is exact and the M-step maximises, so the objective cannot fall.
+    exact: bool
+    #: Number of observations, used to put ``tol`` on a per-observation scale.
+    n_observations: int
+
+    def e_step(self) -> EStep: ...
+
+    def m_step(self, estep: EStep) -> None: ...
+
+    def log_penalty(self) -> float:
+        """Log prior density of the parameters (0 for maximum likelihood)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EMState:
+    """Immutable record of one EM run.
+
+    ``log_likelihood[i]`` and ``objective[i]`` are evaluated after ``i`` M-steps
+    (index 0 is the initial parameters). ``objective = log_likelihood + log_penalty``
+    is the quantity exact EM never lowers.
+    """
+
+    log_likelihood: tuple[float, ...]
+    objective: tuple[float, ...]
+    n_iter: int
+    converged: bool
+    warnings: tuple[str, ...]
+    seconds_per_iter: tuple[float, ...]
+
+    @property
+    def final_log_likelihood(self) -> float:
+        return self.log_likelihood[-1]
+
+
+def run_em(
+    model: EMModel,
+    *,
+    tol: float = 1e-5,
+    max_iter: int = 100,
+    rel_slack: float = 1e-6,
+    progress: bool = False,
+    desc: str = "EM",
+    callback: Callable[[int, EStep], None] | None = None,
+) -> tuple[EStep, EMState]:
+    """Iterate E- and M-steps until the objective stops changing.
+
+    Parameters
+    ----------
+    model
+        Supplies ``e_step``, ``m_step`` and ``log_penalty`` (see :class:`EMModel`).
+    tol
+        Stop when ``|Δ objective| / n_observations < tol`` (nats per observation).
+    max_iter
+        Most M-steps to take. ``max_iter=0`` only evaluates the initial parameters.
+    rel_slack
+        An exact-EM step that lowers the objective by more than
+        ``rel_slack * |objective| + 1e-9 * n_observations`` is recorded as a warning
+        (:class:`LikelihoodDecreaseWarning`); smaller changes are rounding.
+    progress
+        Show a tqdm bar per iteration with the current log-likelihood.
+    callback
+        Called as ``callback(iteration, estep)`` after each E-step.
+
+    Returns
+    -------
+    estep
+        The E-step at the final parameters (its posterior is consistent with them).
+    state
+        The history, ``n_iter``, ``converged`` and any warnings.
+    """
+    if tol < 0 or not math.isfinite(tol):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}.")
+    if max_iter < 0:
+        raise ValueError(f"max_iter must be >= 0, got {max_iter!r}.")
+    n_obs = max(int(model.n_observations), 1)
+
+    t0 = time.perf_counter()
+    estep = model.e_step()
+    lls = [estep.log_likelihood]
+    objs = [estep.log_likelihood + model.log_penalty()]
+    secs = [time.perf_counter() - t0]
+    notes: list[str] = []
+    if callback is not None:
+        callback(0, estep)
+    _check_finite(objs[-1], 0)
+    log.info("iteration 0: log-likelihood %.6g (%.3f s)", lls[-1], secs[-1])
+
+    converged = False
+    bar = tqdm(total=max_iter, desc=desc, disable=not progress, leave=False, unit="iter")
+    n_iter = 0
+    try:
+        for it in range(1, max_iter + 1):
+            t0 = time.perf_counter()
+            model.m_step(estep)
+            estep = model.e_step()
+            n_iter = it
+            lls.append(estep.log_likelihood)
+            objs.append(estep.log_likelihood + model.log_penalty())
+            secs.append(time.perf_counter() - t0)
+            _check_finite(objs[-1], it)
+            if callback is not None:
+                callback(it, estep)
+            change = objs[-1] - objs[-2]
+            log.info(
+                "iteration %d: log-likelihood %.6g, change %.3g (%.3f s)",
+                it,
+                lls[-1],
+                change,
+                secs[-1],
+            )
+            bar.update(1)
+            bar.set_postfix(loglik=f"{lls[-1]:.6g}", change=f"{change:.3g}")
+            slack = rel_slack * abs(objs[-2]) + 1e-9 * n_obs
+            if model.exact and change < -slack:
+                msg = (
+                    f"iteration {it}: the objective fell by {-change:.6g} nats "
+                    f"(from {objs[-2]:.10g} to {objs[-1]:.10g}), more than the slack {slack:.3g}"
+                )
+                notes.append(msg)
+                warnings.warn(msg, LikelihoodDecreaseWarning, stacklevel=2)
+            if abs(change) / n_obs < tol:
+                converged = True
+                break
+    finally:
+        bar.close()
+
+    if not converged and max_iter > 0:
+        msg = (
+            f"EM did not converge in max_iter={max_iter} iterations "
+            f"(last change {objs[-1] - objs[-2]:.3g} nats); raise max_iter or tol."
+        )
+        notes.append(msg)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=2)
+    state = EMState(
+        log_likelihood=tuple(lls),
+        objective=tuple(objs),
+        n_iter=n_iter,
+        converged=converged,
+        warnings=tuple(notes),
+        seconds_per_iter=tuple(secs),
+    )
+    return estep, state
+
+
+def _check_finite(value: float, iteration: int) -> None:
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f"the EM objective became {value} at iteration {iteration}; the data may hold "
+            "values the model cannot explain (e.g. spikes at zero predicted rate). Try "
+            "dtype='float64' or a stronger penalty."
+        )

@@ -1,0 +1,1 @@
+"""The grid-latent gaze EM: data access, windows, the estimator and its output."""

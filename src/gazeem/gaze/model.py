@@ -1,0 +1,543 @@
+"""``GazeEM``: joint inference of true gaze and receptive fields, one session at a time."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from gazeem.device import resolve_device, resolve_dtype
+from gazeem.em.engine import EMState, EStep, run_em
+from gazeem.em.estep import normalize_log, prune_support, sample_support
+from gazeem.em.mstep import maximize_weighted
+from gazeem.errors import GazeemError, NotFittedError
+from gazeem.gaze.data import GazeData, GazeGrid
+from gazeem.gaze.patches import gather_crops, lagged_frame_index
+from gazeem.gaze.windows import Windows, expected_positions, make_windows, window_half_width
+from gazeem.models.observation import TrackerModel, TrackerStats
+from gazeem.models.prior import CellWeightsPrior, CountsPrior, GridPrior, UniformPrior
+from gazeem.models.response import PoissonLN, ResponseModel
+
+log = logging.getLogger("gazeem.fit")
+
+_CHOICES = {
+    "nonlinearity": ("exp", "softplus"),
+    "offset": ("auto", "zero", "calibration"),
+    "prior": ("uniform", "weights", "counts"),
+    "estep": ("exact", "mc"),
+    "mstep": ("lbfgs", "adam"),
+}
+
+
+@dataclass(frozen=True)
+class GazePosterior:
+    """An E-step's result for the gaze model.
+
+    ``log_q`` and ``resp_ll`` are ``(F, K)`` float64 over each fixation's window cells;
+    ``draws`` holds Monte-Carlo sample counts ``(F, K)`` (``None`` in exact mode).
+    """
+
+    windows: Windows
+    log_q: torch.Tensor
+    log_marginal: torch.Tensor
+    resp_ll: torch.Tensor
+    draws: torch.Tensor | None
+
+
+class GazeEM:
+    """Grid-latent EM over true gaze, with a Poisson LN response model per unit.
+
+    Parameters
+    ----------
+    patch_size
+        Side ``P`` of the retinal patch that a receptive field covers, stimulus pixels.
+    n_lags
+        Stimulus frames per receptive field (lags 0..n_lags-1 bins).
+    nonlinearity
+        ``"exp"`` or ``"softplus"`` output of the LN model.
+    l2, smooth
+        Ridge and Laplacian-smoothness penalty strengths on the receptive fields.
+    sigma_init
+        Starting tracker noise SD per axis, stimulus pixels (the window uses it first).
+    learn_sigma, learn_gain
+        Refit σ and the affine gain ``A`` in closed form in each M-step.
+    offset
+        ``"zero"``: anchor ``b = 0`` (corrections are relative); ``"calibration"``: fit
+        ``b`` with calibration fixations pinning it (requires ``calib_target``);
+        ``"auto"``: calibration when the data have calibration fixations, else zero.
+    prior
+        ``"uniform"``, ``"weights"`` (fixed ``prior_weights`` over the grid) or
+        ``"counts"`` (learned cell frequencies, the reference notes' ``z_sample``).
+    prior_weights
+        ``(grid_rows, grid_cols)`` weights for ``prior="weights"``.
+    prior_pseudocount
+        Pseudo-count added to every cell for ``prior="counts"``.
+    estep
+        ``"exact"`` enumeration of the window, or ``"mc"``: Monte-Carlo EM drawing
+        ``num_samples`` cells per fixation from q and restricting the next E-step's
+        support to them.
+    num_samples
+        Draws per fixation in Monte-Carlo mode.
+    window_k, window_min, window_max
+        Window half-width ``clamp(ceil(window_k σ), window_min, window_max)`` cells.
+    grid_margin_px
+        The grid covers the stimulus extended by this many pixels on each side.
+    mstep
+        ``"lbfgs"`` (to convergence; default) or ``"adam"`` (``adam_steps`` steps).
+    mstep_max_iter, adam_steps, adam_lr
+        Budgets of the gradient M-step.
+    prune_mass
+        Posterior mass per fixation that the M-step may drop (smallest cells first).
+    tol, max_iter
+        Convergence: stop when the objective changes by less than ``tol`` nats per bin.
+    device, dtype
+        ``"auto" | "cpu" | "cuda"``; ``"float32"`` (default; float64 accumulation) or ``"float64"``.
+    chunk_mb, cache_mb
+        Working memory per E-step chunk, and for caching M-step patches, MiB.
+    random_state
+        Seed for Monte-Carlo draws.
+    response_model
+        A custom :class:`~gazeem.models.response.ResponseModel` (fitted with the
+        gradient M-step) instead of the built-in :class:`PoissonLN`.
+    progress
+        Show a tqdm bar per EM iteration.
+
+    Attributes
+    ----------
+    sigma_, gain_, offset_
+        Fitted tracker parameters (pixels; centred stimulus pixels, y down).
+    rf_, bias_, rf_initial_, bias_initial_
+        Receptive fields ``(N, n_lags, P, P)`` and biases after EM and from the
+        raw-trace fit.
+    posterior_
+        The final :class:`GazePosterior`.
+    state_
+        :class:`~gazeem.em.engine.EMState`: ``log_likelihood`` history, ``n_iter``, ``converged``.
+    loglik_, n_iter_, converged_
+        Shortcuts into ``state_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        patch_size: int = 16,
+        n_lags: int = 1,
+        nonlinearity: str = "exp",
+        l2: float = 10.0,
+        smooth: float = 1000.0,
+        sigma_init: float = 3.0,
+        learn_sigma: bool = True,
+        learn_gain: bool = True,
+        offset: str = "auto",
+        prior: str = "uniform",
+        prior_weights=None,
+        prior_pseudocount: float = 1.0,
+        estep: str = "exact",
+        num_samples: int = 64,
+        window_k: float = 4.0,
+        window_min: int = 2,
+        window_max: int = 40,
+        grid_margin_px: int = 0,
+        mstep: str = "lbfgs",
+        mstep_max_iter: int = 100,
+        adam_steps: int = 300,
+        adam_lr: float = 0.02,
+        prune_mass: float = 1e-6,
+        tol: float = 1e-5,
+        max_iter: int = 50,
+        device: str = "auto",
+        dtype: str = "float32",
+        chunk_mb: int = 256,
+        cache_mb: int = 1024,
+        random_state: int = 0,
+        response_model: ResponseModel | None = None,
+        progress: bool = False,
+    ) -> None:
+        params = {k: v for k, v in locals().items() if k != "self"}
+        for k, v in params.items():
+            setattr(self, k, v)
+
+    # -- scikit-learn style parameter access ------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self) -> dict:
+        """Hyperparameters as given to ``__init__``."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def _check_params(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise GazeemError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+        positive = {
+            "patch_size": self.patch_size,
+            "n_lags": self.n_lags,
+            "sigma_init": self.sigma_init,
+            "window_k": self.window_k,
+            "num_samples": self.num_samples,
+            "chunk_mb": self.chunk_mb,
+        }
+        for name, v in positive.items():
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise GazeemError(f"{name} must be a positive number, got {v!r}.")
+        if self.window_min < 0 or self.window_max < self.window_min:
+            raise GazeemError(
+                f"need 0 <= window_min <= window_max, got {self.window_min}, {self.window_max}."
+            )
+        if self.prior == "weights" and self.prior_weights is None:
+            raise GazeemError("prior='weights' needs prior_weights of shape (grid_rows, grid_cols).")
+        if not 0 <= self.prune_mass < 1:
+            raise GazeemError(f"prune_mass must be in [0, 1), got {self.prune_mass}.")
+
+    # -- fitting -----------------------------------------------------------------------
+    def fit(self, session: xr.Dataset) -> GazeEM:
+        """Fit one session dataset (see ``docs/data-format.md``); returns ``self``."""
+        self._check_params()
+        t_start = time.perf_counter()
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype)
+        data = GazeData.from_dataset(session, device, dtype)
+        self._fit_data(data, session.attrs.get("session", "session"))
+        self.device_ = str(device)
+        self.wall_time_s_ = time.perf_counter() - t_start
+        self.session_ = session
+        return self
+
+    def _fit_data(self, data: GazeData, name: str) -> None:
+        rows, cols = data.geometry.shape
+        m = int(self.grid_margin_px)
+        grid = GazeGrid(-m, cols - 1 + m, -m, rows - 1 + m)
+        offset_mode = self.offset
+        if offset_mode == "auto":
+            offset_mode = "calibration" if data.has_calibration else "zero"
+        if offset_mode == "calibration" and not data.has_calibration:
+            raise GazeemError("offset='calibration' needs calibration fixations (calib_target).")
+        tracker = TrackerModel(
+            sigma=float(self.sigma_init),
+            learn_sigma=self.learn_sigma,
+            learn_gain=self.learn_gain,
+            learn_offset=offset_mode == "calibration",
+        )
+        if offset_mode == "calibration":
+            _calibrate(tracker, data)
+        z0 = expected_positions(data, tracker)
+        outside = ~torch.as_tensor(grid.contains(z0.numpy()))
+        if outside.any():
+            i = int(torch.nonzero(outside)[0])
+            raise GazeemError(
+                f"{name}: {int(outside.sum())} of {data.n_fixations} fixations have tracker "
+                f"readings outside the gaze grid x∈[{grid.x0}, {grid.x1}], y∈[{grid.y0}, {grid.y1}] px "
+                f"(e.g. fixation {data.fix_ids[i]} at ({z0[i, 0]:.1f}, {z0[i, 1]:.1f}) px). "
+                "Check ppd and the stimulus placement, or widen grid_margin_px."
+            )
+        if self.prior == "uniform":
+            prior: GridPrior = UniformPrior(grid.n_cells)
+        elif self.prior == "weights":
+            w = torch.as_tensor(np.asarray(self.prior_weights), dtype=torch.float64)
+            if tuple(w.shape) not in ((grid.height, grid.width), (grid.n_cells,)):
+                raise GazeemError(
+                    f"prior_weights has shape {tuple(w.shape)}; the grid is "
+                    f"({grid.height}, {grid.width}) cells."
+                )
+            prior = CellWeightsPrior(w)
+        else:
+            prior = CountsPrior(grid.n_cells, self.prior_pseudocount)
+
+        if self.response_model is not None:
+            response = self.response_model.to(device=data.counts.device, dtype=data.counts.dtype)
+        else:
+            response = PoissonLN(
+                data.n_units,
+                self.patch_size,
+                self.n_lags,
+                nonlinearity=self.nonlinearity,
+                l2=self.l2,
+                smooth=self.smooth,
+            ).to(device=data.counts.device, dtype=data.counts.dtype)
+            response.initialize_bias(data.counts[data.fit_bins].mean(0))
+
+        gen = torch.Generator(device="cpu").manual_seed(int(self.random_state))
+        problem = _GazeProblem(self, data, grid, tracker, prior, response, gen)
+
+        # initial fit: q on the raw tracker reading (nearest cell)
+        problem.fit_response_on_positions(torch.round(z0).to(torch.int64))
+        self.rf_initial_, self.bias_initial_ = _rf_and_bias(response)
+        self.response_initial_ = copy.deepcopy(response)
+        self.loglik_raw_ = problem.conditional_loglik(torch.round(z0).to(torch.int64))
+
+        estep, state = run_em(
+            problem,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            rel_slack=1e-6 if data.counts.dtype == torch.float64 else 2e-5,
+            progress=self.progress,
+            desc=f"EM {name}",
+        )
+        self.data_ = data
+        self.grid_ = grid
+        self.offset_mode_ = offset_mode
+        self.tracker_ = tracker
+        self.prior_ = prior
+        self.response_ = response
+        self.posterior_: GazePosterior = estep.posterior
+        self.state_: EMState = state
+        self.sigma_ = tracker.sigma
+        self.gain_ = tracker.gain.numpy().copy()
+        self.offset_ = tracker.offset.numpy().copy()
+        self.rf_, self.bias_ = _rf_and_bias(response)
+        self.loglik_ = np.asarray(state.log_likelihood)
+        self.n_iter_ = state.n_iter
+        self.converged_ = state.converged
+
+    # -- results -----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "state_"):
+            raise NotFittedError("this GazeEM is not fitted yet; call fit(session) first.")
+
+    def fixation_summary(self) -> dict[str, np.ndarray]:
+        """Posterior mean, SD and MAP per fixation (stimulus pixels), entropy and window mass."""
+        self._check_fitted()
+        return _summarize(self.posterior_, self.data_, self.tracker_)
+
+    def gaze_per_bin(self) -> dict[str, np.ndarray]:
+        """Per-bin posterior ``mean``, ``sd`` and ``map`` in stimulus pixels ``(T, 2)``.
+
+        Bins outside fixations (saccades, blinks) are NaN.
+        """
+        s = self.fixation_summary()
+        fix = self.data_.fixation.cpu().numpy()
+        out = {}
+        for key in ("mean", "sd", "map"):
+            arr = np.full((fix.size, 2), np.nan)
+            arr[fix >= 0] = s[key][fix[fix >= 0]]
+            out[key] = arr
+        return out
+
+    def to_dataset(self) -> xr.Dataset:
+        """The fit result as an :class:`xarray.Dataset` (``docs/data-format.md``)."""
+        self._check_fitted()
+        from gazeem.gaze.result import fit_to_dataset
+
+        return fit_to_dataset(self)
+
+
+class _GazeProblem:
+    """The gaze model as seen by :func:`gazeem.em.engine.run_em`."""
+
+    def __init__(self, est: GazeEM, data, grid, tracker, prior, response, gen) -> None:
+        self.est = est
+        self.data = data
+        self.grid = grid
+        self.tracker = tracker
+        self.prior = prior
+        self.response = response
+        self.gen = gen
+        self.exact = est.estep == "exact"
+        self.n_observations = int(data.fit_bins.numel())
+        self._drawn_keys: torch.Tensor | None = None
+        self.center_px = torch.as_tensor(data.geometry.center_px, dtype=torch.float64)
+
+    # E-step ------------------------------------------------------------------------------
+    def e_step(self) -> EStep:
+        est = self.est
+        h = window_half_width(self.tracker.sigma, est.window_k, est.window_min, est.window_max, self.grid)
+        win = make_windows(self.data, self.tracker, self.grid, h, self._drawn_keys)
+        resp_ll = self.window_loglik(win)
+        pos = self._tracker_positions(win)
+        log_joint = (
+            resp_ll
+            + self.tracker.log_prob(self.data.fix_reading, pos).to(resp_ll.device)
+            + self.prior.log_prob(win.cell_index.cpu()).to(resp_ll.device)
+        )
+        log_joint = log_joint.masked_fill(~win.support, -torch.inf)
+        log_q, log_marg = normalize_log(log_joint)
+        draws = None
+        if est.estep == "mc":
+            draws = sample_support(log_q.cpu(), int(est.num_samples), self.gen).to(log_q.device)
+            keys = torch.arange(win.cell_index.shape[0], device=log_q.device)[:, None] * self.grid.n_cells
+            self._drawn_keys = (keys + win.cell_index)[draws > 0]
+        post = GazePosterior(win, log_q, log_marg, resp_ll, draws)
+        return EStep(post, float(log_marg.sum()))
+
+    def _chunk_bins(self, bytes_per_bin: int) -> int:
+        return max(1, int(self.est.chunk_mb * 2**20 // max(bytes_per_bin, 1)))
+
+    def window_loglik(self, win: Windows) -> torch.Tensor:
+        """``(F, K)`` float64 response log-likelihood summed over each fixation's bins."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        side = win.side
+        r = side - 1 + p
+        k = side * side
+        item = d.counts.element_size()
+        chunk = self._chunk_bins(item * (3 * d.n_units * k + lags * r * r + 2 * k))
+        acc = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
+        window_ll = getattr(self.response, "window_log_likelihood", None) or (
+            lambda c, y, z: ResponseModel.window_log_likelihood(self.response, c, y, z)
+        )
+        with torch.no_grad():
+            for s in range(0, d.fit_bins.numel(), chunk):
+                bins = d.fit_bins[s : s + chunk]
+                f = d.fixation[bins]
+                c = win.centers[f]
+                crops = gather_crops(
+                    d.frames,
+                    lagged_frame_index(d.frame, bins, lags),
+                    c[:, 1] - win.half - p // 2,
+                    c[:, 0] - win.half - p // 2,
+                    r,
+                )
+                positions = win.cells[f].to(d.counts.dtype)
+                ll = window_ll(crops, d.counts[bins], positions)
+                acc.index_add_(0, f, ll.reshape(bins.numel(), k).to(torch.float64))
+        return acc
+
+    def _tracker_positions(self, win: Windows) -> torch.Tensor:
+        """``(F, K, 2)`` centred-pixel positions for the tracker term (targets at calibration)."""
+        pos = win.cells.cpu().to(torch.float64) - self.center_px
+        cal = torch.isfinite(self.data.fix_calib[:, 0])
+        if cal.any():
+            pos[cal] = self.data.fix_calib[cal][:, None, :].expand(-1, pos.shape[1], -1)
+        return pos
+
+    # M-step ------------------------------------------------------------------------------
+    def m_step(self, estep: EStep) -> None:
+        post: GazePosterior = estep.posterior
+        win = post.windows
+        if post.draws is not None:
+            weights = post.draws.to(torch.float64) / float(self.est.num_samples)
+            keep = post.draws > 0
+        else:
+            weights = post.log_q.exp()
+            keep = prune_support(post.log_q, self.est.prune_mass)
+        self._fit_response(win.cells, weights, keep)
+        w_cpu = weights.cpu()
+        self.tracker.m_step(
+            TrackerStats.from_weighted(self.data.fix_reading, self._tracker_positions(win), w_cpu)
+        )
+        if self.prior.learnable:
+            self.prior.m_step(win.cell_index.cpu(), w_cpu)
+
+    def log_penalty(self) -> float:
+        with torch.no_grad():
+            return float(self.response.log_penalty()) + self.prior.log_penalty()
+
+    def fit_response_on_positions(self, cells: torch.Tensor) -> None:
+        """Fit the response model with q a point mass at ``cells (F, 2)`` (stimulus px)."""
+        cells = cells.to(self.data.counts.device)[:, None, :]
+        ones = torch.ones(cells.shape[:2], dtype=torch.float64, device=cells.device)
+        self._fit_response(cells, ones, ones > 0)
+
+    def conditional_loglik(self, cells: torch.Tensor) -> float:
+        """``Σ_t log p(y_t | z = cells[f(t)])`` in nats under the current response model."""
+        cells = cells.to(self.data.counts.device)[:, None, :]
+        ones = torch.ones(cells.shape[:2], dtype=torch.float64, device=cells.device)
+        total = 0.0
+        with torch.no_grad():
+            for x, y, z, w in self._pair_batches(cells, ones, ones > 0, cache=False)():
+                total += float((w * self.response.log_likelihood(x, y, z)).sum())
+        return total
+
+    def _fit_response(self, cells: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor) -> None:
+        est = self.est
+        info = maximize_weighted(
+            self.response,
+            self._pair_batches(cells, weights, keep, cache=True),
+            method=est.mstep,
+            max_iter=est.mstep_max_iter,
+            adam_steps=est.adam_steps,
+            adam_lr=est.adam_lr,
+        )
+        log.debug("response M-step: %s", info)
+
+    def _pair_batches(self, cells, weights, keep, cache: bool):
+        """A callable yielding ``(x, y, z, w)`` batches over all (bin, kept cell) pairs."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        sup_f, sup_k = keep.nonzero(as_tuple=True)  # sorted by fixation
+        n_sup = torch.bincount(sup_f, minlength=keep.shape[0])
+        start = torch.cumsum(n_sup, 0) - n_sup
+        fb = d.fixation[d.fit_bins]
+        reps = n_sup[fb]
+        total = int(reps.sum())
+        bins = d.fit_bins.repeat_interleave(reps)
+        first = torch.cumsum(reps, 0) - reps
+        within = torch.arange(total, device=bins.device) - first.repeat_interleave(reps)
+        sidx = start[fb].repeat_interleave(reps) + within
+        pf, pk = sup_f[sidx], sup_k[sidx]
+        pos = cells[pf, pk]
+        w = weights[pf, pk].to(d.counts.dtype)
+        item = d.counts.element_size()
+        per_pair = item * (lags * p * p + d.n_units * 4)
+        batch = self._chunk_bins(per_pair)
+
+        def make(s: int):
+            b = bins[s : s + batch]
+            z = pos[s : s + batch]
+            x = gather_crops(
+                d.frames, lagged_frame_index(d.frame, b, lags), z[:, 1] - p // 2, z[:, 0] - p // 2, p
+            )
+            return x, d.counts[b], z.to(d.counts.dtype), w[s : s + batch]
+
+        starts = range(0, total, batch)
+        if cache and total * per_pair <= self.est.cache_mb * 2**20:
+            cached = [make(s) for s in starts]
+            return lambda: iter(cached)
+        return lambda: (make(s) for s in starts)
+
+
+def _calibrate(tracker: TrackerModel, data: GazeData) -> None:
+    """Starting ``A`` and ``b`` from the calibration fixations alone (least squares)."""
+    cal = torch.isfinite(data.fix_calib[:, 0])
+    targets = data.fix_calib[cal][:, None, :]
+    stats = TrackerStats.from_weighted(data.fix_reading[cal], targets, torch.ones(targets.shape[:2], dtype=torch.float64))
+    distinct = torch.unique(torch.round(data.fix_calib[cal]), dim=0).shape[0]
+    init = TrackerModel(
+        sigma=tracker.sigma,
+        learn_sigma=False,
+        learn_gain=tracker.learn_gain and distinct >= 3,
+        learn_offset=True,
+    )
+    init.m_step(stats)
+    tracker.gain, tracker.offset = init.gain, init.offset
+
+
+def _rf_and_bias(response: torch.nn.Module) -> tuple[np.ndarray | None, np.ndarray | None]:
+    rf = getattr(response, "rf", None)
+    bias = getattr(response, "bias", None)
+    return (
+        None if rf is None else rf.detach().cpu().double().numpy().copy(),
+        None if bias is None else bias.detach().cpu().double().numpy().copy(),
+    )
+
+
+def _summarize(post: GazePosterior, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
+    """Per-fixation posterior summaries in stimulus pixels."""
+    q = post.log_q.exp().cpu()
+    pos = post.windows.cells.cpu().to(torch.float64)
+    cal = torch.isfinite(data.fix_calib[:, 0])
+    center = torch.as_tensor(data.geometry.center_px, dtype=torch.float64)
+    if cal.any():
+        pos[cal] = (data.fix_calib[cal] + center)[:, None, :].expand(-1, pos.shape[1], -1)
+    mean = torch.einsum("fk,fki->fi", q, pos)
+    var = torch.einsum("fk,fki->fi", q, pos**2) - mean**2
+    amax = q.argmax(dim=1)
+    map_ = pos[torch.arange(pos.shape[0]), amax]
+    entropy = -(q * post.log_q.cpu().clamp_min(-1e300)).nan_to_num().sum(1)
+    cells_c = post.windows.cells.cpu().to(torch.float64) - center
+    tr = tracker.log_prob(data.fix_reading, cells_c).exp().sum(1) * abs(float(torch.linalg.det(tracker.gain)))
+    return {
+        "mean": mean.numpy(),
+        "sd": var.clamp_min(0).sqrt().numpy(),
+        "map": map_.numpy(),
+        "entropy": entropy.numpy(),
+        "window_mass": tr.numpy(),
+    }

@@ -1,0 +1,98 @@
+"""Cutting stimulus crops and retinal patches out of frames, without padding copies.
+
+Kernels here do not validate their inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class FrameSource:
+    """Stimulus frames ``(n_frames, rows, cols)``, fetched a few at a time.
+
+    Wraps an in-memory tensor or any lazily indexed array (an xarray variable or
+    an h5py dataset), so that a fit of an hour-long session never needs all frames
+    in memory at once.
+    """
+
+    def __init__(self, frames, device: torch.device, dtype: torch.dtype) -> None:
+        self._frames = frames
+        self.device = device
+        self.dtype = dtype
+        self.shape = tuple(int(s) for s in frames.shape)
+        self._in_memory = isinstance(frames, torch.Tensor)
+        if self._in_memory:
+            self._frames = frames.to(device=device, dtype=dtype)
+
+    def get(self, index: torch.Tensor) -> torch.Tensor:
+        """Frames at ``index (k,)`` (all >= 0), as ``(k, rows, cols)`` on the device."""
+        if self._in_memory:
+            return self._frames[index]
+        idx = index.cpu().numpy()
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        block = np.asarray(self._frames[uniq])
+        out = torch.from_numpy(block).to(device=self.device, dtype=self.dtype)
+        return out[torch.from_numpy(inverse.reshape(-1)).to(self.device)]
+
+
+def lagged_frame_index(frame: torch.Tensor, bins: torch.Tensor, n_lags: int) -> torch.Tensor:
+    """Frame shown at bins ``t, t-1, ..., t-n_lags+1`` for each bin in ``bins``.
+
+    Returns ``(len(bins), n_lags)`` int64; -1 where no frame was shown (or before t=0).
+    """
+    lags = torch.arange(n_lags, device=bins.device)
+    src = bins[:, None] - lags[None, :]
+    out = torch.full(src.shape, -1, dtype=torch.int64, device=bins.device)
+    ok = src >= 0
+    out[ok] = frame[src[ok]].to(torch.int64)
+    return out
+
+
+def gather_crops(
+    frames: FrameSource,
+    frame_index: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    size: int,
+) -> torch.Tensor:
+    """Square crops of the stimulus, zero outside the frame and for missing frames.
+
+    Parameters
+    ----------
+    frames
+        The stimulus.
+    frame_index
+        ``(T, L)`` frame per item and lag; -1 gives a blank (zero) crop.
+    top, left
+        ``(T,)`` stimulus row and column of each crop's top-left pixel (may be < 0).
+    size
+        Side of the crops, pixels.
+
+    Returns
+    -------
+    ``(T, L, size, size)`` tensor on the frames' device.
+    """
+    t, n_lags = frame_index.shape
+    rows_total, cols_total = frames.shape[1], frames.shape[2]
+    dev = frames.device
+    flat = frame_index.reshape(-1)
+    shown = flat >= 0
+    uniq, inv = torch.unique(flat.clamp_min(0), return_inverse=True)
+    block = frames.get(uniq)  # (U, rows, cols)
+    ar = torch.arange(size, device=dev)
+    rows = top.to(dev)[:, None] + ar[None, :]  # (T, size)
+    cols = left.to(dev)[:, None] + ar[None, :]
+    row_ok = (rows >= 0) & (rows < rows_total)
+    col_ok = (cols >= 0) & (cols < cols_total)
+    rows_c = rows.clamp(0, rows_total - 1)
+    cols_c = cols.clamp(0, cols_total - 1)
+    inv = inv.reshape(t, n_lags)
+    crops = block[
+        inv[:, :, None, None],
+        rows_c[:, None, :, None],
+        cols_c[:, None, None, :],
+    ]
+    mask = row_ok[:, None, :, None] & col_ok[:, None, None, :] & shown.reshape(t, n_lags)[:, :, None, None]
+    return crops * mask.to(crops.dtype)

@@ -1,0 +1,114 @@
+"""Per-fixation windows of candidate gaze cells around the tracker reading.
+
+Cells beyond ±kσ of where the tracker says the eye is carry negligible posterior
+mass, so only a ``(2h+1) × (2h+1)`` window per fixation is evaluated. The cost of
+an E-step is then independent of the size of the whole grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from gazeem.gaze.data import GazeData, GazeGrid
+from gazeem.models.observation import TrackerModel
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The candidate cells of every fixation.
+
+    Attributes
+    ----------
+    half
+        Half-width ``h``; each window has ``K = (2h+1)²`` cells.
+    centers
+        ``(F, 2)`` int64 centre cell per fixation, stimulus pixels (x, y).
+    cells
+        ``(F, K, 2)`` int64 stimulus-pixel position of every cell; ``k = (dy+h)(2h+1) + (dx+h)``.
+    cell_index
+        ``(F, K)`` int64 flat grid index of every cell.
+    support
+        ``(F, K)`` bool: cells the E-step may put mass on (a calibration fixation has
+        only its target cell; Monte-Carlo EM restricts to the cells drawn last time).
+    """
+
+    half: int
+    centers: torch.Tensor
+    cells: torch.Tensor
+    cell_index: torch.Tensor
+    support: torch.Tensor
+
+    @property
+    def side(self) -> int:
+        return 2 * self.half + 1
+
+
+def window_half_width(sigma: float, k: float, h_min: int, h_max: int, grid: GazeGrid) -> int:
+    """``clamp(ceil(k σ), h_min, h_max)``, shrunk so that a window fits in the grid."""
+    h = min(max(math.ceil(k * sigma), h_min), h_max)
+    return max(0, min(h, (grid.width - 1) // 2, (grid.height - 1) // 2))
+
+
+def expected_positions(data: GazeData, tracker: TrackerModel) -> torch.Tensor:
+    """``(F, 2)`` float64 gaze implied by each fixation's reading, stimulus pixels.
+
+    ``A⁻¹(ẑ - b)``, or the target itself for calibration fixations.
+    """
+    center = torch.as_tensor(data.geometry.center_px, dtype=torch.float64)
+    z = tracker.invert(data.fix_reading) + center
+    cal = torch.isfinite(data.fix_calib[:, 0])
+    z[cal] = data.fix_calib[cal] + center
+    return z
+
+
+def make_windows(
+    data: GazeData,
+    tracker: TrackerModel,
+    grid: GazeGrid,
+    half: int,
+    drawn_keys: torch.Tensor | None = None,
+) -> Windows:
+    """Windows centred on each fixation's expected position, clamped into the grid.
+
+    ``drawn_keys`` are ``fixation * n_cells + cell_index`` of cells drawn by the last
+    Monte-Carlo E-step; when given, the support is restricted to them (a fixation with
+    no drawn cell inside its new window keeps its whole window).
+    """
+    dev = data.counts.device
+    z = expected_positions(data, tracker)
+    c = torch.round(z).to(torch.int64)
+    c[:, 0] = c[:, 0].clamp(grid.x0 + half, grid.x1 - half)
+    c[:, 1] = c[:, 1].clamp(grid.y0 + half, grid.y1 - half)
+    ar = torch.arange(-half, half + 1)
+    dy, dx = torch.meshgrid(ar, ar, indexing="ij")
+    offs = torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)  # (K, 2)
+    cells = c[:, None, :] + offs[None, :, :]
+    cell_index = grid.cell_index(cells)
+    n_fix, k = cell_index.shape
+    support = torch.ones((n_fix, k), dtype=torch.bool)
+    if drawn_keys is not None:
+        keys = torch.arange(n_fix)[:, None] * grid.n_cells + cell_index
+        drawn = torch.isin(keys, drawn_keys.cpu())
+        has = drawn.any(dim=1)
+        support[has] = drawn[has]
+    cal = torch.isfinite(data.fix_calib[:, 0])
+    if cal.any():
+        target = torch.round(z[cal]).to(torch.int64)
+        rel = target - c[cal] + half
+        inside = ((rel >= 0) & (rel <= 2 * half)).all(dim=1)
+        if not bool(inside.all()):
+            raise ValueError("a calibration target lies outside the gaze grid; widen grid_margin_px.")
+        kk = rel[:, 1] * (2 * half + 1) + rel[:, 0]
+        s = torch.zeros((int(cal.sum()), k), dtype=torch.bool)
+        s[torch.arange(s.shape[0]), kk] = True
+        support[cal] = s
+    return Windows(
+        half=half,
+        centers=c.to(dev),
+        cells=cells.to(dev),
+        cell_index=cell_index.to(dev),
+        support=support.to(dev),
+    )

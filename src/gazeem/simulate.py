@@ -1,0 +1,235 @@
+"""Simulated recording sessions with known ground truth.
+
+A session has white-noise stimulus frames, units with Gabor-like receptive fields
+and Poisson spiking, fixations separated by saccades, fixational drift, blinks,
+and an eye tracker with per-fixation error, per-sample jitter, a calibration
+offset and an affine gain error. The output follows the session contract
+(``docs/data-format.md``) and also carries the truth (``true_*`` variables and
+attributes), which the tests, the demo and the figures use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import xarray as xr
+
+from gazeem import __version__
+from gazeem.coords import StimulusGeometry
+from gazeem.gaze.patches import FrameSource, gather_crops, lagged_frame_index
+
+
+@dataclass
+class SimulationConfig:
+    """Parameters of a simulated session. Distances are in stimulus pixels unless noted."""
+
+    session: str = "sim"
+    n_bins: int = 6000
+    bin_s: float = 1 / 60
+    stim_rows: int = 64
+    stim_cols: int = 64
+    frame_hold: int = 1  # bins per stimulus frame
+    stimulus: str = "binary"  # binary (±1) or gaussian (unit variance) noise
+    ppd: float = 20.0
+    stim_center_deg: tuple[float, float] = (2.0, -1.0)
+    n_units: int = 30
+    patch_size: int = 20
+    n_lags: int = 1
+    lag_weights: tuple[float, ...] = (1.0,)
+    rf_sigma_px: tuple[float, float] = (2.0, 3.2)  # Gaussian envelope SD
+    rf_cycles: tuple[float, float] = (0.3, 0.6)  # carrier cycles per 2.5 envelope SDs
+    rf_spread_px: float = 2.0  # RF centres uniform in ±spread about the patch centre
+    rf_norm: float = 1.0  # L2 norm of each RF: drive SD for unit-variance noise
+    rate_hz: tuple[float, float] = (10.0, 40.0)
+    fixation_bins: tuple[int, int] = (12, 30)
+    saccade_bins: tuple[int, int] = (2, 4)
+    gaze_range_px: float = 20.0  # fixations uniform within ± this of the stimulus centre
+    drift_px_per_bin: float = 0.05
+    blink_prob: float = 0.04  # chance that a fixation is followed by a blink
+    blink_bins: tuple[int, int] = (6, 15)
+    tracker_sigma_px: float = 3.0  # per-fixation tracker error SD
+    tracker_jitter_px: float = 0.3  # per-sample tracker noise SD
+    tracker_offset_px: tuple[float, float] = (4.0, -3.0)
+    tracker_gain: tuple[tuple[float, float], tuple[float, float]] = ((1.03, 0.01), (-0.01, 0.97))
+    n_calibration: int = 0  # fixations on known targets (a 3x3 grid of points)
+    calibration_spacing_px: int = 12
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def gabor_rfs(cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """``(n_units, n_lags, P, P)`` Gabor receptive fields with L2 norm ``rf_norm``."""
+    p = cfg.patch_size
+    yy, xx = np.mgrid[0:p, 0:p].astype(np.float64)
+    rfs = np.zeros((cfg.n_units, cfg.n_lags, p, p))
+    lag_w = np.asarray(cfg.lag_weights, dtype=np.float64)[: cfg.n_lags]
+    for n in range(cfg.n_units):
+        cx, cy = p // 2 + rng.uniform(-cfg.rf_spread_px, cfg.rf_spread_px, size=2)
+        s = rng.uniform(*cfg.rf_sigma_px)
+        theta = rng.uniform(0, np.pi)
+        freq = rng.uniform(*cfg.rf_cycles) / (2.5 * s)  # cycles per pixel
+        phase = rng.uniform(0, 2 * np.pi)
+        u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
+        env = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s**2))
+        g = env * np.cos(2 * np.pi * freq * u + phase)
+        g *= cfg.rf_norm / np.linalg.norm(g) / np.linalg.norm(lag_w)
+        rfs[n] = lag_w[:, None, None] * g[None]
+    return rfs
+
+
+def _gaze_sequence(cfg: SimulationConfig, rng: np.random.Generator):
+    """True gaze (centred px), fixation labels, blink mask and calibration targets per bin."""
+    t_total = cfg.n_bins
+    gaze = np.zeros((t_total, 2))
+    fixation = np.full(t_total, -1, dtype=np.int64)
+    blink = np.zeros(t_total, dtype=bool)
+    calib = np.full((t_total, 2), np.nan)
+    sp = cfg.calibration_spacing_px
+    targets = np.array([(x, y) for y in (-sp, 0, sp) for x in (-sp, 0, sp)], dtype=np.float64)
+    # calibration fixations are spread evenly through the session
+    n_fix_est = max(1, t_total // (sum(cfg.fixation_bins) // 2 + sum(cfg.saccade_bins) // 2))
+    calib_slots = set(np.linspace(0, n_fix_est - 1, cfg.n_calibration).astype(int).tolist()) if cfg.n_calibration else set()
+    t, fid, pos = 0, 0, rng.uniform(-cfg.gaze_range_px, cfg.gaze_range_px, size=2)
+    n_cal_done = 0
+    while t < t_total:
+        is_cal = fid in calib_slots and n_cal_done < cfg.n_calibration
+        dur = int(rng.integers(cfg.fixation_bins[0], cfg.fixation_bins[1] + 1))
+        end = min(t + dur, t_total)
+        if is_cal:
+            target = targets[n_cal_done % len(targets)]
+            n_cal_done += 1
+            # the saccade before landed near pos; a calibration fixation sits on its target
+            gaze[t:end] = target
+            calib[t:end] = target
+            pos = target.copy()
+        else:
+            steps = rng.normal(0, cfg.drift_px_per_bin, size=(end - t, 2))
+            steps[0] = 0
+            gaze[t:end] = pos + np.cumsum(steps, axis=0)
+            pos = gaze[end - 1].copy()
+        fixation[t:end] = fid
+        fid += 1
+        t = end
+        if t >= t_total:
+            break
+        new = rng.uniform(-cfg.gaze_range_px, cfg.gaze_range_px, size=2)
+        if rng.random() < cfg.blink_prob:
+            dur = int(rng.integers(cfg.blink_bins[0], cfg.blink_bins[1] + 1))
+            end = min(t + dur, t_total)
+            blink[t:end] = True
+        else:
+            dur = int(rng.integers(cfg.saccade_bins[0], cfg.saccade_bins[1] + 1))
+            end = min(t + dur, t_total)
+        frac = (np.arange(1, end - t + 1) / (end - t + 1))[:, None]
+        gaze[t:end] = pos + frac * (new - pos)
+        pos = new
+        t = end
+    return gaze, fixation, blink, calib
+
+
+def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dataset:
+    """Simulate one session; returns a contract-conforming :class:`xarray.Dataset` with truth.
+
+    Extra variables: ``true_gaze`` (time, axis; degrees), ``true_rf``
+    (unit, lag, rf_row, rf_col), ``true_bias`` (unit). Attributes ``true_sigma_px``,
+    ``true_offset_px``, ``true_gain`` hold the tracker's true parameters
+    (centred pixels, y down).
+    """
+    cfg = cfg or SimulationConfig()
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise TypeError(f"unknown simulation parameter {k!r}")
+        setattr(cfg, k, v)
+    rng = np.random.default_rng(cfg.seed)
+    geom = StimulusGeometry(cfg.ppd, tuple(cfg.stim_center_deg), (cfg.stim_rows, cfg.stim_cols))
+
+    n_frames = math.ceil(cfg.n_bins / cfg.frame_hold)
+    shape = (n_frames, cfg.stim_rows, cfg.stim_cols)
+    if cfg.stimulus == "binary":
+        stim = (rng.integers(0, 2, size=shape, dtype=np.int8) * 2 - 1).astype(np.float32)
+    elif cfg.stimulus == "gaussian":
+        stim = rng.standard_normal(size=shape, dtype=np.float32)
+    else:
+        raise ValueError(f"stimulus must be 'binary' or 'gaussian', got {cfg.stimulus!r}")
+    frame = (np.arange(cfg.n_bins) // cfg.frame_hold).astype(np.int32)
+
+    rfs = gabor_rfs(cfg, rng)
+    rates = rng.uniform(*cfg.rate_hz, size=cfg.n_units) * cfg.bin_s
+    bias = np.log(rates) - cfg.rf_norm**2 / 2  # mean rate ≈ rates under unit-variance noise
+
+    gaze_c, fixation, blink, calib_c = _gaze_sequence(cfg, rng)
+    gaze_px = geom.centered_to_px(gaze_c)
+
+    # spikes: drive from the patch at the (rounded) true gaze
+    p = cfg.patch_size
+    frames = FrameSource(torch.from_numpy(stim), torch.device("cpu"), torch.float32)
+    rf_t = torch.from_numpy(rfs).float()
+    counts = np.zeros((cfg.n_bins, cfg.n_units), dtype=np.int32)
+    zi = np.rint(gaze_px).astype(np.int64)
+    frame_t = torch.from_numpy(frame.astype(np.int64))
+    for start in range(0, cfg.n_bins, 2048):
+        bins = torch.arange(start, min(start + 2048, cfg.n_bins))
+        fidx = lagged_frame_index(frame_t, bins, cfg.n_lags)
+        top = torch.from_numpy(zi[bins.numpy(), 1] - p // 2)
+        left = torch.from_numpy(zi[bins.numpy(), 0] - p // 2)
+        x = gather_crops(frames, fidx, top, left, p)
+        drive = (x.flatten(1) @ rf_t.flatten(1).T).double().numpy() + bias
+        counts[bins.numpy()] = rng.poisson(np.exp(drive))
+
+    # tracker: per-fixation error + per-sample jitter, affine gain and offset
+    gain = np.asarray(cfg.tracker_gain, dtype=np.float64)
+    offset = np.asarray(cfg.tracker_offset_px, dtype=np.float64)
+    fix_err = rng.normal(0, cfg.tracker_sigma_px, size=(fixation.max() + 2, 2))
+    err = fix_err[np.where(fixation >= 0, fixation, fixation.max() + 1)]
+    err[fixation < 0] = rng.normal(0, cfg.tracker_sigma_px, size=(int((fixation < 0).sum()), 2))
+    reading_c = gaze_c @ gain.T + offset + err + rng.normal(0, cfg.tracker_jitter_px, size=gaze_c.shape)
+    eye = geom.px_to_deg(geom.centered_to_px(reading_c))
+    eye[blink] = np.nan
+    valid = ~blink
+    fixation[blink] = -1
+    calib_deg = geom.px_to_deg(geom.centered_to_px(calib_c))
+
+    time = (np.arange(cfg.n_bins) + 0.5) * cfg.bin_s
+    ds = xr.Dataset(
+        {
+            "counts": (("time", "unit"), counts, {"units": "spikes/bin", "long_name": "spike count"}),
+            "eye": (("time", "axis"), eye, {"units": "degree", "long_name": "eye tracker gaze"}),
+            "eye_valid": (("time",), valid, {"long_name": "tracker sample valid"}),
+            "fixation": (("time",), fixation.astype(np.int32), {"long_name": "fixation id (-1: none)"}),
+            "frame": (("time",), frame, {"long_name": "stimulus frame index (-1: none)"}),
+            "stimulus": (("frame", "row", "col"), stim, {"units": "1", "long_name": "stimulus contrast"}),
+            "true_gaze": (("time", "axis"), geom.px_to_deg(gaze_px), {"units": "degree", "long_name": "true gaze"}),
+            "true_rf": (("unit", "lag", "rf_row", "rf_col"), rfs.astype(np.float32), {"units": "1/contrast"}),
+            "true_bias": (("unit",), bias, {"units": "1"}),
+        },
+        coords={
+            "time": ("time", time, {"units": "s", "long_name": "bin centre time"}),
+            "unit": ("unit", np.arange(cfg.n_units, dtype=np.int64), {"long_name": "unit id"}),
+            "axis": ("axis", np.array(["x", "y"])),
+        },
+    )
+    if cfg.n_calibration:
+        ds["calib_target"] = (("time", "axis"), calib_deg, {"units": "degree", "long_name": "calibration target"})
+    ds.attrs.update(
+        {
+            "title": f"gazeem simulated session {cfg.session}",
+            "Conventions": "CF-1.8",
+            "session": cfg.session,
+            "bin_s": float(cfg.bin_s),
+            "ppd": float(cfg.ppd),
+            "stim_center_x_deg": float(cfg.stim_center_deg[0]),
+            "stim_center_y_deg": float(cfg.stim_center_deg[1]),
+            "lag_bins": 0,
+            "source": "gazeem.simulate",
+            "history": f"simulated by gazeem {__version__}",
+            "gazeem_version": __version__,
+            "true_sigma_px": float(cfg.tracker_sigma_px),
+            "true_offset_px": offset.tolist(),
+            "true_gain": gain.ravel().tolist(),
+            "simulation_config": repr(asdict(cfg)),
+        }
+    )
+    return ds
