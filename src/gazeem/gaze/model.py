@@ -229,12 +229,15 @@ class GazeEM:
         if offset_mode == "calibration":
             _calibrate(tracker, data)
         z0 = expected_positions(data, tracker)
-        outside = ~torch.as_tensor(grid.contains(z0.numpy()))
+        # a reading just past the grid's edge is normal (the window is clamped inside);
+        # one beyond it by more than the tracker's expected error means a wrong ppd or placement
+        outside = ~torch.as_tensor(grid.contains(z0.numpy(), tol=0.5 + float(self.sigma_init)))
         if outside.any():
             i = int(torch.nonzero(outside)[0])
             raise GazeemError(
                 f"{name}: {int(outside.sum())} of {data.n_fixations} fixations have tracker "
-                f"readings outside the gaze grid x∈[{grid.x0}, {grid.x1}], y∈[{grid.y0}, {grid.y1}] px "
+                f"readings more than sigma_init={self.sigma_init} px outside the gaze grid "
+                f"x∈[{grid.x0}, {grid.x1}], y∈[{grid.y0}, {grid.y1}] px "
                 f"(e.g. fixation {data.fix_ids[i]} at ({z0[i, 0]:.1f}, {z0[i, 1]:.1f}) px). "
                 "Check ppd and the stimulus placement, or widen grid_margin_px."
             )
