@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.gazeem-installed
 CORES  ?= all
+# rules call the `gazeem` CLI: put the project's venv first on PATH
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test test-fast lint bench lock clean
 

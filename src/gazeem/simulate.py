@@ -91,7 +91,11 @@ def _gaze_sequence(cfg: SimulationConfig, rng: np.random.Generator):
     targets = np.array([(x, y) for y in (-sp, 0, sp) for x in (-sp, 0, sp)], dtype=np.float64)
     # calibration fixations are spread evenly through the session
     n_fix_est = max(1, t_total // (sum(cfg.fixation_bins) // 2 + sum(cfg.saccade_bins) // 2))
-    calib_slots = set(np.linspace(0, n_fix_est - 1, cfg.n_calibration).astype(int).tolist()) if cfg.n_calibration else set()
+    calib_slots = (
+        set(np.linspace(0, n_fix_est - 1, cfg.n_calibration).astype(int).tolist())
+        if cfg.n_calibration
+        else set()
+    )
     t, fid, pos = 0, 0, rng.uniform(-cfg.gaze_range_px, cfg.gaze_range_px, size=2)
     n_cal_done = 0
     while t < t_total:
@@ -185,7 +189,9 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     fix_err = rng.normal(0, cfg.tracker_sigma_px, size=(fixation.max() + 2, 2))
     err = fix_err[np.where(fixation >= 0, fixation, fixation.max() + 1)]
     err[fixation < 0] = rng.normal(0, cfg.tracker_sigma_px, size=(int((fixation < 0).sum()), 2))
-    reading_c = gaze_c @ gain.T + offset + err + rng.normal(0, cfg.tracker_jitter_px, size=gaze_c.shape)
+    reading_c = (
+        gaze_c @ gain.T + offset + err + rng.normal(0, cfg.tracker_jitter_px, size=gaze_c.shape)
+    )
     eye = geom.px_to_deg(geom.centered_to_px(reading_c))
     eye[blink] = np.nan
     valid = ~blink
@@ -195,14 +201,34 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     time = (np.arange(cfg.n_bins) + 0.5) * cfg.bin_s
     ds = xr.Dataset(
         {
-            "counts": (("time", "unit"), counts, {"units": "spikes/bin", "long_name": "spike count"}),
+            "counts": (
+                ("time", "unit"),
+                counts,
+                {"units": "spikes/bin", "long_name": "spike count"},
+            ),
             "eye": (("time", "axis"), eye, {"units": "degree", "long_name": "eye tracker gaze"}),
             "eye_valid": (("time",), valid, {"long_name": "tracker sample valid"}),
-            "fixation": (("time",), fixation.astype(np.int32), {"long_name": "fixation id (-1: none)"}),
+            "fixation": (
+                ("time",),
+                fixation.astype(np.int32),
+                {"long_name": "fixation id (-1: none)"},
+            ),
             "frame": (("time",), frame, {"long_name": "stimulus frame index (-1: none)"}),
-            "stimulus": (("frame", "row", "col"), stim, {"units": "1", "long_name": "stimulus contrast"}),
-            "true_gaze": (("time", "axis"), geom.px_to_deg(gaze_px), {"units": "degree", "long_name": "true gaze"}),
-            "true_rf": (("unit", "lag", "rf_row", "rf_col"), rfs.astype(np.float32), {"units": "1/contrast"}),
+            "stimulus": (
+                ("frame", "row", "col"),
+                stim,
+                {"units": "1", "long_name": "stimulus contrast"},
+            ),
+            "true_gaze": (
+                ("time", "axis"),
+                geom.px_to_deg(gaze_px),
+                {"units": "degree", "long_name": "true gaze"},
+            ),
+            "true_rf": (
+                ("unit", "lag", "rf_row", "rf_col"),
+                rfs.astype(np.float32),
+                {"units": "1/contrast"},
+            ),
             "true_bias": (("unit",), bias, {"units": "1"}),
         },
         coords={
@@ -212,7 +238,11 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         },
     )
     if cfg.n_calibration:
-        ds["calib_target"] = (("time", "axis"), calib_deg, {"units": "degree", "long_name": "calibration target"})
+        ds["calib_target"] = (
+            ("time", "axis"),
+            calib_deg,
+            {"units": "degree", "long_name": "calibration target"},
+        )
     ds.attrs.update(
         {
             "title": f"gazeem simulated session {cfg.session}",

@@ -23,7 +23,9 @@ class TwoPoissonMixture:
         self.n_observations = len(x)
 
     def e_step(self):
-        lp = self.x[:, None] * torch.log(self.rates) - self.rates - torch.lgamma(self.x[:, None] + 1)
+        lp = (
+            self.x[:, None] * torch.log(self.rates) - self.rates - torch.lgamma(self.x[:, None] + 1)
+        )
         log_resp, log_marg = normalize_log(lp + torch.log(self.weights))
         return EStep(log_resp, float(log_marg.sum()))
 

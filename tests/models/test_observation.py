@@ -43,14 +43,18 @@ def weighted_lstsq(pos, w, reading, with_gain, with_offset, a0, b0):
 
 class TestTrackerModel:
     def test_log_prob_is_an_isotropic_gaussian(self):
-        m = TrackerModel(sigma=2.5, gain=torch.tensor([[1.1, 0.1], [0.0, 0.9]], dtype=torch.float64))
+        m = TrackerModel(
+            sigma=2.5, gain=torch.tensor([[1.1, 0.1], [0.0, 0.9]], dtype=torch.float64)
+        )
         m.offset = torch.tensor([0.5, -1.0], dtype=torch.float64)
         pos = torch.tensor([[[1.0, 2.0], [-3.0, 4.0]]], dtype=torch.float64)
         r = torch.tensor([[0.3, 0.7]], dtype=torch.float64)
         got = m.log_prob(r, pos).numpy()[0]
         for j in range(2):
             mean = m.gain.numpy() @ pos[0, j].numpy() + m.offset.numpy()
-            assert got[j] == pytest.approx(multivariate_normal(mean, 2.5**2 * np.eye(2)).logpdf(r[0].numpy()))
+            assert got[j] == pytest.approx(
+                multivariate_normal(mean, 2.5**2 * np.eye(2)).logpdf(r[0].numpy())
+            )
 
     @pytest.mark.parametrize(
         "with_gain,with_offset", [(False, False), (True, False), (False, True), (True, True)]
@@ -66,7 +70,11 @@ class TestTrackerModel:
             learn_gain=with_gain,
             learn_offset=with_offset,
         )
-        m.m_step(TrackerStats.from_weighted(torch.as_tensor(reading), torch.as_tensor(pos), torch.as_tensor(w)))
+        m.m_step(
+            TrackerStats.from_weighted(
+                torch.as_tensor(reading), torch.as_tensor(pos), torch.as_tensor(w)
+            )
+        )
         a, b, sigma = weighted_lstsq(pos, w, reading, with_gain, with_offset, a0, b0)
         np.testing.assert_allclose(m.gain.numpy(), a, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(m.offset.numpy(), b, rtol=1e-10, atol=1e-12)
@@ -81,5 +89,9 @@ class TestTrackerModel:
     def test_sigma_has_a_floor(self):
         m = TrackerModel(sigma=1.0, min_sigma=0.1)
         pos = torch.zeros((3, 1, 2), dtype=torch.float64)
-        m.m_step(TrackerStats.from_weighted(torch.zeros(3, 2, dtype=torch.float64), pos, torch.ones(3, 1)))
+        m.m_step(
+            TrackerStats.from_weighted(
+                torch.zeros(3, 2, dtype=torch.float64), pos, torch.ones(3, 1)
+            )
+        )
         assert m.sigma == pytest.approx(0.1)

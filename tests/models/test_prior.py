@@ -11,13 +11,17 @@ from gazeem.models.prior import CellWeightsPrior, CountsPrior, UniformPrior
 
 def test_uniform():
     p = UniformPrior(12)
-    assert torch.allclose(p.log_prob(torch.tensor([0, 5, 11])), torch.full((3,), -math.log(12), dtype=torch.float64))
+    assert torch.allclose(
+        p.log_prob(torch.tensor([0, 5, 11])), torch.full((3,), -math.log(12), dtype=torch.float64)
+    )
 
 
 def test_cell_weights_are_normalised_over_the_grid():
     w = np.array([[1.0, 3.0], [0.0, 4.0]])
     p = CellWeightsPrior(torch.as_tensor(w))
-    np.testing.assert_allclose(p.log_prob(torch.tensor([0, 1, 3])).exp().numpy(), [0.125, 0.375, 0.5])
+    np.testing.assert_allclose(
+        p.log_prob(torch.tensor([0, 1, 3])).exp().numpy(), [0.125, 0.375, 0.5]
+    )
     assert p.log_prob(torch.tensor([2])).item() == -math.inf
 
 

@@ -26,7 +26,9 @@ class TestWindowLogLikelihood:
         r = w + p - 1
         crops = rng.normal(size=(t, lags, r, r))
         y = rng.poisson(1.0, size=(t, 3)).astype(float)
-        got = m.window_log_likelihood(torch.as_tensor(crops), torch.as_tensor(y), torch.zeros(t, w * w, 2))
+        got = m.window_log_likelihood(
+            torch.as_tensor(crops), torch.as_tensor(y), torch.zeros(t, w * w, 2)
+        )
         rf, bias = m.rf.detach().numpy(), m.bias.detach().numpy()
         for ti in range(t):
             for i in range(w):
@@ -54,7 +56,9 @@ def test_penalty_is_ridge_plus_squared_laplacian():
     rf = m.rf.detach().numpy()
     lap = np.zeros_like(rf)
     pad = np.pad(rf, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    lap = pad[..., :-2, 1:-1] + pad[..., 2:, 1:-1] + pad[..., 1:-1, :-2] + pad[..., 1:-1, 2:] - 4 * rf
+    lap = (
+        pad[..., :-2, 1:-1] + pad[..., 2:, 1:-1] + pad[..., 1:-1, :-2] + pad[..., 1:-1, 2:] - 4 * rf
+    )
     expected = -(0.7 * (rf**2).sum() + 0.3 * (lap**2).sum())
     assert m.log_penalty().item() == pytest.approx(expected, rel=1e-12)
 

@@ -115,7 +115,9 @@ class GazeData:
         validate_session(ds)
         geom = StimulusGeometry.from_dataset(ds)
         stim = ds["stimulus"]
-        frames_arr = torch.from_numpy(np.asarray(stim.values)) if frames_in_memory else stim.variable
+        frames_arr = (
+            torch.from_numpy(np.asarray(stim.values)) if frames_in_memory else stim.variable
+        )
         calib = ds["calib_target"].values if "calib_target" in ds else None
         return cls.from_arrays(
             frames=frames_arr,
@@ -172,19 +174,33 @@ class GazeData:
             raise GazeemError(f"{where}: {field}: {msg}")
 
         if counts.ndim != 2 or counts.shape[0] != t:
-            fail("counts", f"shape {counts.shape} disagrees with frame {frame.shape}; expected (T={t}, n_units).")
+            fail(
+                "counts",
+                f"shape {counts.shape} disagrees with frame {frame.shape}; "
+                f"expected (T={t}, n_units).",
+            )
         if eye_deg.shape != (t, 2):
-            fail("eye", f"shape {eye_deg.shape} disagrees with counts {counts.shape}; expected (T={t}, 2).")
+            fail(
+                "eye",
+                f"shape {eye_deg.shape} disagrees with counts {counts.shape}; expected (T={t}, 2).",
+            )
         if fixation.shape != (t,):
             fail("fixation", f"shape {fixation.shape}; expected (T={t},).")
         if len(frames.shape) != 3:
             fail("stimulus", f"shape {tuple(frames.shape)}; expected (n_frames, rows, cols).")
         if tuple(frames.shape[1:]) != tuple(geometry.shape):
-            fail("stimulus", f"frames are {tuple(frames.shape[1:])} but the geometry says {geometry.shape}.")
+            fail(
+                "stimulus",
+                f"frames are {tuple(frames.shape[1:])} but the geometry says {geometry.shape}.",
+            )
         if counts.shape[1] == 0:
             fail("counts", "has zero units.")
         if not np.all(np.isfinite(counts)) or counts.min() < 0:
-            fail("counts", f"must be finite and >= 0 (min {np.nanmin(counts)}); spike counts cannot be negative.")
+            fail(
+                "counts",
+                f"must be finite and >= 0 (min {np.nanmin(counts)}); "
+                "spike counts cannot be negative.",
+            )
         if frame.max() >= frames.shape[0] or frame.min() < -1:
             fail("frame", f"indices must be in [-1, {frames.shape[0] - 1}].")
         finite = np.isfinite(eye_deg).all(axis=1)
@@ -192,7 +208,10 @@ class GazeData:
             fail("eye", "is NaN everywhere: no valid tracker samples.")
         in_fix = fixation >= 0
         if np.any(in_fix & ~finite):
-            fail("fixation", f"{int(np.sum(in_fix & ~finite))} bins inside fixations have NaN eye samples.")
+            fail(
+                "fixation",
+                f"{int(np.sum(in_fix & ~finite))} bins inside fixations have NaN eye samples.",
+            )
         if not in_fix.any():
             fail("fixation", "the session has no fixations (all ids are -1); nothing to fit.")
 
@@ -219,9 +238,8 @@ class GazeData:
                 calib[:, a] = np.where(k > 0, s / np.maximum(k, 1), np.nan)
         order = np.argsort(fix_full[in_fix], kind="stable")
         fit_bins = np.flatnonzero(in_fix)[order]
-        frames_t = frames if isinstance(frames, torch.Tensor) else frames
         return cls(
-            frames=FrameSource(frames_t, device, dtype),
+            frames=FrameSource(frames, device, dtype),
             frame=torch.as_tensor(frame.astype(np.int64), device=device),
             counts=torch.as_tensor(counts.astype(np.float64), device=device).to(dtype),
             fixation=torch.as_tensor(fix_full, device=device),

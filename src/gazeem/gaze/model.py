@@ -193,7 +193,9 @@ class GazeEM:
                 f"need 0 <= window_min <= window_max, got {self.window_min}, {self.window_max}."
             )
         if self.prior == "weights" and self.prior_weights is None:
-            raise GazeemError("prior='weights' needs prior_weights of shape (grid_rows, grid_cols).")
+            raise GazeemError(
+                "prior='weights' needs prior_weights of shape (grid_rows, grid_cols)."
+            )
         if not 0 <= self.prune_mass < 1:
             raise GazeemError(f"prune_mass must be in [0, 1), got {self.prune_mass}.")
 
@@ -351,7 +353,9 @@ class _GazeProblem:
     # E-step ------------------------------------------------------------------------------
     def e_step(self) -> EStep:
         est = self.est
-        h = window_half_width(self.tracker.sigma, est.window_k, est.window_min, est.window_max, self.grid)
+        h = window_half_width(
+            self.tracker.sigma, est.window_k, est.window_min, est.window_max, self.grid
+        )
         win = make_windows(self.data, self.tracker, self.grid, h, self._drawn_keys)
         resp_ll = self.window_loglik(win)
         pos = self._tracker_positions(win)
@@ -365,7 +369,10 @@ class _GazeProblem:
         draws = None
         if est.estep == "mc":
             draws = sample_support(log_q.cpu(), int(est.num_samples), self.gen).to(log_q.device)
-            keys = torch.arange(win.cell_index.shape[0], device=log_q.device)[:, None] * self.grid.n_cells
+            keys = (
+                torch.arange(win.cell_index.shape[0], device=log_q.device)[:, None]
+                * self.grid.n_cells
+            )
             self._drawn_keys = (keys + win.cell_index)[draws > 0]
         post = GazePosterior(win, log_q, log_marg, resp_ll, draws)
         return EStep(post, float(log_marg.sum()))
@@ -486,7 +493,11 @@ class _GazeProblem:
             b = bins[s : s + batch]
             z = pos[s : s + batch]
             x = gather_crops(
-                d.frames, lagged_frame_index(d.frame, b, lags), z[:, 1] - p // 2, z[:, 0] - p // 2, p
+                d.frames,
+                lagged_frame_index(d.frame, b, lags),
+                z[:, 1] - p // 2,
+                z[:, 0] - p // 2,
+                p,
             )
             return x, d.counts[b], z.to(d.counts.dtype), w[s : s + batch]
 
@@ -501,7 +512,9 @@ def _calibrate(tracker: TrackerModel, data: GazeData) -> None:
     """Starting ``A`` and ``b`` from the calibration fixations alone (least squares)."""
     cal = torch.isfinite(data.fix_calib[:, 0])
     targets = data.fix_calib[cal][:, None, :]
-    stats = TrackerStats.from_weighted(data.fix_reading[cal], targets, torch.ones(targets.shape[:2], dtype=torch.float64))
+    stats = TrackerStats.from_weighted(
+        data.fix_reading[cal], targets, torch.ones(targets.shape[:2], dtype=torch.float64)
+    )
     distinct = torch.unique(torch.round(data.fix_calib[cal]), dim=0).shape[0]
     init = TrackerModel(
         sigma=tracker.sigma,
@@ -536,7 +549,9 @@ def _summarize(post: GazePosterior, data: GazeData, tracker: TrackerModel) -> di
     map_ = pos[torch.arange(pos.shape[0]), amax]
     entropy = -(q * post.log_q.cpu().clamp_min(-1e300)).nan_to_num().sum(1)
     cells_c = post.windows.cells.cpu().to(torch.float64) - center
-    tr = tracker.log_prob(data.fix_reading, cells_c).exp().sum(1) * abs(float(torch.linalg.det(tracker.gain)))
+    tr = tracker.log_prob(data.fix_reading, cells_c).exp().sum(1) * abs(
+        float(torch.linalg.det(tracker.gain))
+    )
     return {
         "mean": mean.numpy(),
         "sd": var.clamp_min(0).sqrt().numpy(),

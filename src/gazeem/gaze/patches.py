@@ -94,5 +94,9 @@ def gather_crops(
         rows_c[:, None, :, None],
         cols_c[:, None, None, :],
     ]
-    mask = row_ok[:, None, :, None] & col_ok[:, None, None, :] & shown.reshape(t, n_lags)[:, :, None, None]
+    mask = (
+        row_ok[:, None, :, None]
+        & col_ok[:, None, None, :]
+        & shown.reshape(t, n_lags)[:, :, None, None]
+    )
     return crops * mask.to(crops.dtype)

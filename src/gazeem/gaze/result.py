@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 def _config_yaml(est: GazeEM) -> str:
     params = est.get_params()
-    params["response_model"] = None if params["response_model"] is None else type(params["response_model"]).__name__
+    params["response_model"] = (
+        None if params["response_model"] is None else type(params["response_model"]).__name__
+    )
     if params["prior_weights"] is not None:
         params["prior_weights"] = "<array>"
     return yaml.safe_dump(params, sort_keys=True)
@@ -39,23 +41,50 @@ def fit_to_dataset(est: GazeEM) -> xr.Dataset:
         return {"units": "degree", "long_name": long_name}
 
     def px_attrs(long_name: str) -> dict:
-        return {"units": "pixel", "long_name": long_name + " (stimulus pixels: x = column, y = row)"}
+        return {
+            "units": "pixel",
+            "long_name": long_name + " (stimulus pixels: x = column, y = row)",
+        }
 
     mean_deg = geom.px_to_deg(per_bin["mean"])
     eye_deg = geom.px_to_deg(eye_px)
     vars_ = {
         "gaze_mean": (("time", "axis"), mean_deg, deg_attrs("posterior mean gaze")),
         "gaze_sd": (("time", "axis"), per_bin["sd"] / ppd, deg_attrs("posterior SD of gaze")),
-        "gaze_map": (("time", "axis"), geom.px_to_deg(per_bin["map"]), deg_attrs("posterior mode of gaze")),
-        "correction": (("time", "axis"), mean_deg - eye_deg, deg_attrs("gaze_mean minus tracker reading")),
+        "gaze_map": (
+            ("time", "axis"),
+            geom.px_to_deg(per_bin["map"]),
+            deg_attrs("posterior mode of gaze"),
+        ),
+        "correction": (
+            ("time", "axis"),
+            mean_deg - eye_deg,
+            deg_attrs("gaze_mean minus tracker reading"),
+        ),
         "eye": (("time", "axis"), eye_deg, deg_attrs("tracker reading")),
         "gaze_mean_px": (("time", "axis"), per_bin["mean"], px_attrs("posterior mean gaze")),
         "gaze_sd_px": (("time", "axis"), per_bin["sd"], px_attrs("posterior SD of gaze")),
         "gaze_map_px": (("time", "axis"), per_bin["map"], px_attrs("posterior mode of gaze")),
-        "correction_px": (("time", "axis"), per_bin["mean"] - eye_px, px_attrs("gaze_mean minus tracker reading")),
-        "fixation": (("time",), data.fixation.cpu().numpy().astype(np.int32), {"long_name": "fixation index (-1: none)"}),
-        "fix_id": (("fixation_index",), data.fix_ids.astype(np.int64), {"long_name": "fixation id in the session"}),
-        "fix_entropy": (("fixation_index",), fix["entropy"], {"units": "nat", "long_name": "posterior entropy"}),
+        "correction_px": (
+            ("time", "axis"),
+            per_bin["mean"] - eye_px,
+            px_attrs("gaze_mean minus tracker reading"),
+        ),
+        "fixation": (
+            ("time",),
+            data.fixation.cpu().numpy().astype(np.int32),
+            {"long_name": "fixation index (-1: none)"},
+        ),
+        "fix_id": (
+            ("fixation_index",),
+            data.fix_ids.astype(np.int64),
+            {"long_name": "fixation id in the session"},
+        ),
+        "fix_entropy": (
+            ("fixation_index",),
+            fix["entropy"],
+            {"units": "nat", "long_name": "posterior entropy"},
+        ),
         "fix_window_mass": (
             ("fixation_index",),
             fix["window_mass"],
@@ -69,32 +98,56 @@ def fit_to_dataset(est: GazeEM) -> xr.Dataset:
         "sigma": ((), est.sigma_ / ppd, deg_attrs("tracker noise SD per axis")),
         "sigma_px": ((), est.sigma_, {"units": "pixel", "long_name": "tracker noise SD per axis"}),
         "offset": (("axis",), geom.px_vector_to_deg(est.offset_), deg_attrs("tracker offset b")),
-        "offset_px": (("axis",), est.offset_, {"units": "pixel", "long_name": "tracker offset b (y down)"}),
+        "offset_px": (
+            ("axis",),
+            est.offset_,
+            {"units": "pixel", "long_name": "tracker offset b (y down)"},
+        ),
         "gain": (
             ("axis", "axis_in"),
             est.gain_,
             {"units": "1", "long_name": "tracker gain A (centred stimulus pixels, y down)"},
         ),
-        "loglik": (("iteration",), est.loglik_, {"units": "nat", "long_name": "marginal log-likelihood"}),
+        "loglik": (
+            ("iteration",),
+            est.loglik_,
+            {"units": "nat", "long_name": "marginal log-likelihood"},
+        ),
         "objective": (
             ("iteration",),
             np.asarray(est.state_.objective),
             {"units": "nat", "long_name": "log-likelihood plus log prior of parameters"},
         ),
-        "seconds_per_iter": (("iteration",), np.asarray(est.state_.seconds_per_iter), {"units": "s"}),
+        "seconds_per_iter": (
+            ("iteration",),
+            np.asarray(est.state_.seconds_per_iter),
+            {"units": "s"},
+        ),
     }
     if est.rf_ is not None:
         rf_dims = ("unit", "lag", "rf_row", "rf_col")
-        vars_["rf"] = (rf_dims, est.rf_.astype(np.float32), {"units": "1/contrast", "long_name": "receptive field"})
+        vars_["rf"] = (
+            rf_dims,
+            est.rf_.astype(np.float32),
+            {"units": "1/contrast", "long_name": "receptive field"},
+        )
         vars_["rf_initial"] = (
             rf_dims,
             est.rf_initial_.astype(np.float32),
             {"units": "1/contrast", "long_name": "receptive field fitted on the raw tracker trace"},
         )
         vars_["bias"] = (("unit",), est.bias_, {"units": "1", "long_name": "LN bias"})
-        vars_["bias_initial"] = (("unit",), est.bias_initial_, {"units": "1", "long_name": "raw-trace LN bias"})
+        vars_["bias_initial"] = (
+            ("unit",),
+            est.bias_initial_,
+            {"units": "1", "long_name": "raw-trace LN bias"},
+        )
     if "true_gaze" in sess:
-        vars_["true_gaze"] = (("time", "axis"), sess["true_gaze"].values, deg_attrs("true gaze (simulation)"))
+        vars_["true_gaze"] = (
+            ("time", "axis"),
+            sess["true_gaze"].values,
+            deg_attrs("true gaze (simulation)"),
+        )
     ds = xr.Dataset(
         vars_,
         coords={

@@ -100,7 +100,9 @@ def make_windows(
         rel = target - c[cal] + half
         inside = ((rel >= 0) & (rel <= 2 * half)).all(dim=1)
         if not bool(inside.all()):
-            raise ValueError("a calibration target lies outside the gaze grid; widen grid_margin_px.")
+            raise ValueError(
+                "a calibration target lies outside the gaze grid; widen grid_margin_px."
+            )
         kk = rel[:, 1] * (2 * half + 1) + rel[:, 0]
         s = torch.zeros((int(cal.sum()), k), dtype=torch.bool)
         s[torch.arange(s.shape[0]), kk] = True

@@ -27,11 +27,17 @@ REQUIRED_VARS: dict[str, tuple[tuple[str, ...], str]] = {
 OPTIONAL_VARS: dict[str, tuple[tuple[str, ...], str]] = {
     "calib_target": (("time", "axis"), "f"),
 }
+_KIND_NAMES = {"i": "integer", "f": "float", "b": "bool"}
 REQUIRED_ATTRS = ("session", "bin_s", "ppd", "stim_center_x_deg", "stim_center_y_deg", "lag_bins")
 
 
 def _where(ds: xr.Dataset) -> str:
-    src = ds.encoding.get("source") or ds.attrs.get("source") or ds.attrs.get("session") or "<dataset>"
+    src = (
+        ds.encoding.get("source")
+        or ds.attrs.get("source")
+        or ds.attrs.get("session")
+        or "<dataset>"
+    )
     return str(src)
 
 
@@ -59,7 +65,10 @@ def validate_session(ds: xr.Dataset) -> xr.Dataset:
         dk = var.dtype.kind
         ok = {"i": dk in "iu", "f": dk == "f", "b": dk == "b"}[kind]
         if not ok:
-            fail(name, f"has dtype {var.dtype}, expected {({'i': 'integer', 'f': 'float', 'b': 'bool'})[kind]}.")
+            fail(
+                name,
+                f"has dtype {var.dtype}, expected {_KIND_NAMES[kind]}.",
+            )
     for attr in REQUIRED_ATTRS:
         if attr not in ds.attrs:
             fail(attr, f"global attribute missing; a session needs {list(REQUIRED_ATTRS)}.")
@@ -102,7 +111,9 @@ def validate_session(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def write_netcdf_atomic(ds: xr.Dataset, path: str | os.PathLike, encoding: dict | None = None) -> Path:
+def write_netcdf_atomic(
+    ds: xr.Dataset, path: str | os.PathLike, encoding: dict | None = None
+) -> Path:
     """Write ``ds`` with the h5netcdf engine to a temporary file beside ``path``, then rename.
 
     A killed writer never leaves a partial ``path`` behind.

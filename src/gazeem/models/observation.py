@@ -59,7 +59,9 @@ class TrackerStats:
         )
 
     def __add__(self, other: TrackerStats) -> TrackerStats:
-        return TrackerStats(*(getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__))
+        return TrackerStats(
+            *(getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__)
+        )
 
 
 @dataclass

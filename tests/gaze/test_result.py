@@ -1,0 +1,123 @@
+"""The fit result dataset and the command line."""
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from gazeem import __version__
+from gazeem.cli import main
+from gazeem.coords import StimulusGeometry
+from gazeem.gaze.model import GazeEM
+from gazeem.io.dataset import write_netcdf_atomic
+
+FIT = dict(patch_size=12, max_iter=3, window_k=3.0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from gazeem.simulate import simulate_session
+    from tests.conftest import SMALL
+
+    ds = simulate_session(seed=7, **SMALL)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = GazeEM(**FIT).fit(ds)
+    return ds, est, est.to_dataset()
+
+
+def test_per_bin_values_are_the_fixation_posteriors(fitted):
+    ds, est, out = fitted
+    summ = est.fixation_summary()
+    fix = est.data_.fixation.numpy()
+    geom = StimulusGeometry.from_dataset(ds)
+    for f in (0, 3, 7):
+        bins = np.flatnonzero(fix == f)
+        np.testing.assert_allclose(
+            out["gaze_mean_px"].values[bins], np.tile(summ["mean"][f], (len(bins), 1))
+        )
+        np.testing.assert_allclose(
+            out["gaze_mean"].values[bins[0]], geom.px_to_deg(summ["mean"][f])
+        )
+        np.testing.assert_allclose(out["gaze_sd"].values[bins[0]], summ["sd"][f] / geom.ppd)
+    assert np.isnan(out["gaze_mean"].values[fix < 0]).all()
+    np.testing.assert_allclose(
+        out["correction"].values, out["gaze_mean"].values - ds["eye"].values, equal_nan=True
+    )
+
+
+def test_parameters_units_and_provenance(fitted):
+    ds, est, out = fitted
+    assert out["sigma"].attrs["units"] == "degree"
+    assert float(out["sigma"]) == pytest.approx(est.sigma_ / ds.attrs["ppd"])
+    np.testing.assert_array_equal(out["rf"].values, est.rf_.astype(np.float32))
+    assert out["rf"].dims == ("unit", "lag", "rf_row", "rf_col")
+    assert out["loglik"].sizes["iteration"] == est.n_iter_ + 1
+    assert out.attrs["gazeem_version"] == __version__
+    cfg = yaml.safe_load(out.attrs["config"])
+    assert cfg["patch_size"] == 12 and cfg["max_iter"] == 3
+
+
+def test_netcdf_round_trip_is_atomic(fitted, tmp_path):
+    _, _, out = fitted
+    path = write_netcdf_atomic(out, tmp_path / "fit.nc")
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
+    back = xr.open_dataset(path, engine="h5netcdf")
+    np.testing.assert_array_equal(back["gaze_mean"].values, out["gaze_mean"].values)
+    assert back.attrs["config"] == out.attrs["config"]
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path):
+    bad = xr.Dataset({"x": ("t", np.array([object(), object()]))})
+    with pytest.raises((TypeError, ValueError)):
+        write_netcdf_atomic(bad, tmp_path / "out.nc")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_simulate_then_fit(tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "simulate": {
+                    "n_bins": 600,
+                    "stim_rows": 32,
+                    "stim_cols": 32,
+                    "n_units": 4,
+                    "patch_size": 10,
+                    "gaze_range_px": 6.0,
+                },
+                "fit": {"patch_size": 10, "max_iter": 2, "window_k": 3.0, "dtype": "float64"},
+            }
+        )
+    )
+    sess, fit = tmp_path / "s1.nc", tmp_path / "f1.nc"
+    assert main(["simulate", str(sess), "--config", str(cfg), "--seed", "4"]) == 0
+    assert (
+        main(
+            ["fit", str(sess), str(fit), "--config", str(cfg), "--set", "tol=0", "--device", "cpu"]
+        )
+        == 0
+    )
+    out = xr.open_dataset(fit, engine="h5netcdf")
+    assert out.sizes["iteration"] == 3
+    assert yaml.safe_load(out.attrs["config"])["dtype"] == "float64"
+    # the same config and seed give the same numbers
+    fit2 = tmp_path / "f2.nc"
+    assert (
+        main(
+            ["fit", str(sess), str(fit2), "--config", str(cfg), "--set", "tol=0", "--device", "cpu"]
+        )
+        == 0
+    )
+    np.testing.assert_array_equal(
+        xr.open_dataset(fit2, engine="h5netcdf")["loglik"].values, out["loglik"].values
+    )
+
+
+def test_cli_rejects_unknown_keys(tmp_path, caplog):
+    sess = tmp_path / "s.nc"
+    assert main(["fit", str(sess), str(tmp_path / "f.nc"), "--set", "windw_k=3"]) == 2
+    assert "unknown key(s) ['windw_k']" in caplog.text

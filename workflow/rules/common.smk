@@ -1,0 +1,1 @@
+SESSIONS = list(config["sessions"])
