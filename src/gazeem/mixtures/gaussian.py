@@ -1,0 +1,338 @@
+"""Gaussian mixture with full, tied, diagonal or spherical covariances.
+
+The updates and the numerics follow scikit-learn's ``GaussianMixture`` (the same
+closed-form M-step, ``reg_covar`` on the diagonal, Cholesky factors of the
+precisions), so that from the same initialisation both give the same fit. The
+E-step runs in torch, in chunks of samples, on the CPU or a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from gazeem.errors import GazeemError
+from gazeem.mixtures.base import BaseMixture
+from gazeem.mixtures.kmeans import kmeans, kmeans_plusplus
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+_ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+    "the number of components, increase reg_covar (it is {reg}), or scale the input data."
+)
+
+
+def estimate_gaussian_parameters(
+    X: torch.Tensor, resp: torch.Tensor, reg_covar: float, covariance_type: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Closed-form M-step: ``nk (K,)``, ``means (K, d)`` and covariances (shape by type)."""
+    eps = 10 * torch.finfo(resp.dtype).eps
+    nk = resp.sum(0) + eps
+    means = (resp.T @ X) / nk[:, None]
+    d = X.shape[1]
+    eye = torch.eye(d, dtype=X.dtype, device=X.device)
+    if covariance_type == "full":
+        cov = torch.empty((len(nk), d, d), dtype=X.dtype, device=X.device)
+        for k in range(len(nk)):
+            diff = X - means[k]
+            cov[k] = (resp[:, k, None] * diff).T @ diff / nk[k] + reg_covar * eye
+    elif covariance_type == "tied":
+        cov = (X.T @ X - (nk[:, None] * means).T @ means) / nk.sum() + reg_covar * eye
+    else:
+        avg_x2 = (resp.T @ (X * X)) / nk[:, None]
+        cov = avg_x2 - means**2 + reg_covar
+        if covariance_type == "spherical":
+            cov = cov.mean(1)
+    return nk, means, cov
+
+
+def precision_cholesky(cov: torch.Tensor, covariance_type: str, reg_covar: float) -> torch.Tensor:
+    """Cholesky factor of the precision, ``P`` with ``P Pᵀ = Σ⁻¹`` (upper triangular, as sklearn)."""
+    if covariance_type in ("full", "tied"):
+        chol, info = torch.linalg.cholesky_ex(cov)
+        if bool((info != 0).any()):
+            raise GazeemError(_ILL_DEFINED.format(reg=reg_covar))
+        eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device).expand_as(cov)
+        return torch.linalg.solve_triangular(chol, eye, upper=False).transpose(-1, -2)
+    if bool((cov <= 0).any()):
+        raise GazeemError(_ILL_DEFINED.format(reg=reg_covar))
+    return 1.0 / torch.sqrt(cov)
+
+
+def precision_cholesky_from_precisions(prec: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    if covariance_type in ("full", "tied"):
+        chol, info = torch.linalg.cholesky_ex(prec)
+        if bool((info != 0).any()):
+            raise GazeemError("precisions_init must be symmetric positive definite.")
+        return chol
+    if bool((prec <= 0).any()):
+        raise GazeemError("precisions_init must be positive.")
+    return torch.sqrt(prec)
+
+
+def log_gaussian_prob(
+    X: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str
+) -> torch.Tensor:
+    """``log N(x_n; μ_k, Σ_k)`` for every sample and component, ``(N, K)``."""
+    n, d = X.shape
+    k = means.shape[0]
+    if covariance_type == "full":
+        log_det = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)
+        # one GEMM for all components: X (N, d) @ [P_1 ... P_K] (d, K d)
+        p_all = prec_chol.permute(1, 0, 2).reshape(d, k * d)
+        y = (X @ p_all).reshape(n, k, d) - torch.einsum("kd,kde->ke", means, prec_chol)[None]
+        log_prob = (y * y).sum(-1)
+    elif covariance_type == "tied":
+        log_det = torch.log(torch.diagonal(prec_chol)).sum()
+        y = (X @ prec_chol)[:, None, :] - (means @ prec_chol)[None]
+        log_prob = (y * y).sum(-1)
+    elif covariance_type == "diag":
+        log_det = torch.log(prec_chol).sum(1)
+        prec = prec_chol**2
+        log_prob = (means**2 * prec).sum(1) - 2.0 * X @ (means * prec).T + (X * X) @ prec.T
+    else:
+        log_det = d * torch.log(prec_chol)
+        prec = prec_chol**2
+        log_prob = (
+            (means**2).sum(1) * prec - 2 * (X @ means.T) * prec + torch.outer((X * X).sum(1), prec)
+        )
+    return -0.5 * (d * math.log(2 * math.pi) + log_prob) + log_det
+
+
+class GaussianMixture(BaseMixture):
+    """Gaussian mixture model fitted by EM (scikit-learn's API).
+
+    Parameters
+    ----------
+    n_components
+        Number of components ``K``.
+    covariance_type
+        ``"full"`` (K, d, d), ``"tied"`` (d, d), ``"diag"`` (K, d) or ``"spherical"`` (K,).
+    tol
+        Convergence threshold on the mean log-likelihood per sample.
+    reg_covar
+        Added to the diagonal of every covariance; keeps them positive definite.
+    max_iter, n_init, random_state
+        As in scikit-learn.
+    init_params
+        ``"kmeans"``, ``"k-means++"``, ``"random"`` or ``"random_from_data"``: how the
+        starting responsibilities are made.
+    weights_init, means_init, precisions_init
+        Explicit starting parameters (override ``init_params`` for that parameter).
+    device, dtype, chunk_size
+        torch device, precision and samples per E-step chunk.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_
+        Fitted parameters (NumPy arrays).
+    converged_, n_iter_
+        Whether the best initialisation converged, and its number of iterations.
+    lower_bound_, lower_bounds_
+        Mean log-likelihood per sample at the fitted parameters, and its history.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state: int | None = None,
+        device: str = "auto",
+        dtype: str = "float64",
+        chunk_size: int = 65536,
+    ) -> None:
+        super().__init__(
+            n_components,
+            tol=tol,
+            max_iter=max_iter,
+            n_init=n_init,
+            random_state=random_state,
+            device=device,
+            dtype=dtype,
+            chunk_size=chunk_size,
+        )
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+
+    # -- checks ----------------------------------------------------------------------------
+    def _check_parameters(self, X: torch.Tensor) -> None:
+        k, d = self.n_components, X.shape[1]
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise GazeemError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}."
+            )
+        if self.init_params not in INIT_PARAMS:
+            raise GazeemError(
+                f"init_params must be one of {INIT_PARAMS}, got {self.init_params!r}."
+            )
+        if not (self.reg_covar >= 0):
+            raise GazeemError(f"reg_covar must be >= 0, got {self.reg_covar!r}.")
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=float)
+            if w.shape != (k,) or np.any(w < 0) or np.any(w > 1) or not np.isclose(w.sum(), 1.0):
+                raise GazeemError(
+                    f"weights_init must be {k} values in [0, 1] summing to 1, got shape {w.shape}, sum {w.sum():.6g}."
+                )
+        if self.means_init is not None and np.shape(self.means_init) != (k, d):
+            raise GazeemError(
+                f"means_init must have shape ({k}, {d}), got {np.shape(self.means_init)}."
+            )
+        if self.precisions_init is not None:
+            shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
+            want = shapes[self.covariance_type]
+            if np.shape(self.precisions_init) != want:
+                raise GazeemError(
+                    f"precisions_init for covariance_type={self.covariance_type!r} must have shape "
+                    f"{want}, got {np.shape(self.precisions_init)}."
+                )
+
+    # -- initialisation ----------------------------------------------------------------------
+    def _initial_resp(self, X: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        n, k = X.shape[0], self.n_components
+        if self.init_params == "random":
+            r = torch.as_tensor(rng.uniform(size=(n, k)), dtype=X.dtype, device=X.device)
+            return r / r.sum(1, keepdim=True)
+        if self.init_params == "kmeans":
+            _, labels = kmeans(X, k, rng, chunk=int(self.chunk_size))
+        else:
+            if self.init_params == "k-means++":
+                centers = kmeans_plusplus(X, k, rng)
+            else:
+                centers = X[torch.as_tensor(rng.choice(n, size=k, replace=False), device=X.device)]
+            d2 = (X * X).sum(1)[:, None] - 2 * X @ centers.T + (centers * centers).sum(1)[None]
+            labels = d2.argmin(1)
+        resp = torch.zeros((n, k), dtype=X.dtype, device=X.device)
+        resp[torch.arange(n, device=X.device), labels] = 1
+        return resp
+
+    def _initialize(self, X: torch.Tensor, rng: np.random.Generator) -> None:
+        t = lambda a: torch.as_tensor(np.asarray(a), dtype=X.dtype, device=X.device)  # noqa: E731
+        need_resp = (
+            self.weights_init is None or self.means_init is None or self.precisions_init is None
+        )
+        nk = means = cov = None
+        if need_resp:
+            nk, means, cov = estimate_gaussian_parameters(
+                X, self._initial_resp(X, rng), self.reg_covar, self.covariance_type
+            )
+        self._w = nk / X.shape[0] if self.weights_init is None else t(self.weights_init)
+        self._mu = means if self.means_init is None else t(self.means_init)
+        if self.precisions_init is None:
+            self._cov = cov
+            self._pc = precision_cholesky(cov, self.covariance_type, self.reg_covar)
+        else:
+            self._cov = None
+            self._pc = precision_cholesky_from_precisions(
+                t(self.precisions_init), self.covariance_type
+            )
+
+    # -- EM hooks ----------------------------------------------------------------------------
+    def _estimate_weighted_log_prob(self, X: torch.Tensor) -> torch.Tensor:
+        return log_gaussian_prob(X, self._mu, self._pc, self.covariance_type) + torch.log(self._w)
+
+    def _m_step(self, X: torch.Tensor, log_resp: torch.Tensor) -> None:
+        nk, self._mu, self._cov = estimate_gaussian_parameters(
+            X, log_resp.exp(), self.reg_covar, self.covariance_type
+        )
+        self._w = nk / nk.sum()
+        self._pc = precision_cholesky(self._cov, self.covariance_type, self.reg_covar)
+
+    def _get_parameters(self):
+        return (self._w, self._mu, self._cov, self._pc)
+
+    def _set_parameters(self, params) -> None:
+        self._w, self._mu, self._cov, self._pc = params
+        if self._cov is None:  # max_iter=0 with explicit precisions
+            self._cov = _covariance_from_precision_cholesky(self._pc, self.covariance_type)
+
+    # -- fitted attributes -------------------------------------------------------------------
+    @property
+    def weights_(self) -> np.ndarray:
+        self._check_fitted()
+        return self._w.cpu().numpy()
+
+    @property
+    def means_(self) -> np.ndarray:
+        self._check_fitted()
+        return self._mu.cpu().numpy()
+
+    @property
+    def covariances_(self) -> np.ndarray:
+        self._check_fitted()
+        return self._cov.cpu().numpy()
+
+    @property
+    def precisions_cholesky_(self) -> np.ndarray:
+        self._check_fitted()
+        return self._pc.cpu().numpy()
+
+    @property
+    def precisions_(self) -> np.ndarray:
+        pc = self.precisions_cholesky_
+        if self.covariance_type == "full":
+            return np.einsum("kij,klj->kil", pc, pc)
+        if self.covariance_type == "tied":
+            return pc @ pc.T
+        return pc**2
+
+    # -- model selection and sampling -----------------------------------------------------------
+    def _n_parameters(self) -> int:
+        k, d = self._mu.shape
+        cov = {"full": k * d * (d + 1) / 2, "diag": k * d, "tied": d * (d + 1) / 2, "spherical": k}
+        return int(cov[self.covariance_type] + k * d + k - 1)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n = np.shape(X)[0]
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` points; returns ``(X (n, d), component labels (n,))``."""
+        self._check_fitted()
+        if n_samples < 1:
+            raise GazeemError(f"n_samples must be >= 1, got {n_samples}.")
+        rng = np.random.default_rng(self.random_state)
+        w, mu, cov = self.weights_, self.means_, self.covariances_
+        counts = rng.multinomial(n_samples, w / w.sum())
+        xs, ys = [], []
+        for k, m in enumerate(counts):
+            if self.covariance_type == "full":
+                x = rng.multivariate_normal(mu[k], cov[k], m)
+            elif self.covariance_type == "tied":
+                x = rng.multivariate_normal(mu[k], cov, m)
+            else:
+                sd = np.sqrt(cov[k])
+                x = mu[k] + rng.standard_normal((m, mu.shape[1])) * sd
+            xs.append(x)
+            ys.append(np.full(m, k))
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+def _covariance_from_precision_cholesky(pc: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    if covariance_type == "full":
+        return torch.linalg.inv(pc @ pc.transpose(-1, -2))
+    if covariance_type == "tied":
+        return torch.linalg.inv(pc @ pc.T)
+    return 1.0 / pc**2
