@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", choices=["auto", "cpu", "cuda"])
     f.add_argument("--progress", action="store_true", help="tqdm bar per EM iteration")
     f.set_defaults(func=cmd_fit)
+
+    from gazeem.mixtures.cli import add_parser as add_mixture_parser
+
+    add_mixture_parser(sub)
     return p
 
 

@@ -23,7 +23,7 @@ def load_section(path: str | Path | None, section: str) -> dict[str, Any]:
     sec = doc.get(section, {}) or {}
     if not isinstance(sec, dict):
         raise GazeemError(f"{path}: field '{section}' must be a mapping.")
-    return dict(sec)
+    return {k: _number_or_value(v) for k, v in sec.items()}
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -33,8 +33,18 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise GazeemError(f"--set expects key=value, got {item!r}.")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = _number_or_value(yaml.safe_load(value))
     return out
+
+
+def _number_or_value(v: Any) -> Any:
+    """YAML 1.1 reads ``1e-6`` (no dot) as a string; read it as the number it is."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
 
 
 def check_keys(given: dict[str, Any], allowed: list[str], where: str) -> None:
