@@ -30,6 +30,8 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     from gazeem.config import check_keys, load_section, parse_overrides
     from gazeem.io.dataset import write_netcdf_atomic
+    from gazeem.io.hdf5 import session_to_hdf5
+    from gazeem.io.nwb import session_to_nwb
     from gazeem.simulate import SimulationConfig, simulate_session
 
     params = {**load_section(args.config, "simulate"), **parse_overrides(args.set)}
@@ -48,7 +50,18 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         if k in params and isinstance(params[k], list):
             params[k] = tuple(params[k])
     ds = simulate_session(SimulationConfig(**params))
-    write_netcdf_atomic(ds, args.output)
+    suffix = Path(args.output).suffix
+    if suffix == ".nwb":
+        session_to_nwb(
+            ds,
+            args.output,
+            eye_samples_per_bin=args.eye_samples_per_bin,
+            seed=int(params.get("seed", 0)),
+        )
+    elif suffix in (".h5", ".hdf5"):
+        session_to_hdf5(ds, args.output, eye_samples_per_bin=args.eye_samples_per_bin)
+    else:
+        write_netcdf_atomic(ds, args.output)
     log.info(
         "simulated session %s: %d bins, %d units -> %s",
         ds.attrs["session"],
@@ -56,6 +69,28 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         ds.sizes["unit"],
         args.output,
     )
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from gazeem.config import check_keys, load_section
+    from gazeem.ingest import IngestSettings, ingest_session
+    from gazeem.io.sessions import read_sessions
+
+    table = read_sessions(args.sessions)
+    if args.session not in table:
+        raise GazeemError(f"{args.sessions}: no session {args.session!r}; it has {sorted(table)}.")
+    params = load_section(args.config, "ingest")
+    check_keys(params, [f.name for f in fields(IngestSettings)], "ingest config")
+    base = Path(args.base) if args.base else None
+    ingest_session(table[args.session], args.output, IngestSettings(**params), base=base)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from gazeem.export import export_nwb
+
+    export_nwb(args.source, args.fit, args.output)
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
@@ -99,13 +134,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="simulate a session with ground truth")
-    s.add_argument("output", help="output session file (.nc)")
+    s.add_argument("output", help="output: .nwb or .h5 (a raw recording) or .nc (a binned session)")
+    s.add_argument(
+        "--eye-samples-per-bin", type=int, default=4, help="eye samples per bin in .nwb/.h5"
+    )
     s.add_argument(
         "--config", help="YAML file; its 'simulate' mapping sets SimulationConfig fields"
     )
     s.add_argument("--seed", type=int)
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
     s.set_defaults(func=cmd_simulate)
+
+    i = sub.add_parser("ingest", help="turn one session's NWB or HDF5 file into a session dataset")
+    i.add_argument("output", help="session dataset to write (.nc)")
+    i.add_argument("--sessions", required=True, help="the session table (config/sessions.tsv)")
+    i.add_argument("--session", required=True, help="which row of the table")
+    i.add_argument("--config", help="YAML file; its 'ingest' mapping sets the preprocessing")
+    i.add_argument(
+        "--base",
+        help="folder that relative paths in the table start from (default: the working directory)",
+    )
+    i.set_defaults(func=cmd_ingest)
+
+    e = sub.add_parser("export-nwb", help="copy an NWB file and add the corrected gaze")
+    e.add_argument("source", help="the session's source NWB file (never modified)")
+    e.add_argument("fit", help="the fit result (.nc)")
+    e.add_argument("output", help="the NWB file to write")
+    e.set_defaults(func=cmd_export)
 
     f = sub.add_parser("fit", help="fit the gaze EM to one session")
     f.add_argument("session", help="session dataset (.nc)")

@@ -45,7 +45,7 @@ class SimulationConfig:
     rf_norm: float = 1.0  # L2 norm of each RF: drive SD for unit-variance noise
     rate_hz: tuple[float, float] = (10.0, 40.0)
     fixation_bins: tuple[int, int] = (12, 30)
-    saccade_bins: tuple[int, int] = (2, 4)
+    saccade_bins: tuple[int, int] = (1, 3)
     gaze_range_px: float = 20.0  # fixations uniform within ± this of the stimulus centre
     drift_px_per_bin: float = 0.05
     blink_prob: float = 0.04  # chance that a fixation is followed by a blink
@@ -186,9 +186,14 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     # tracker: per-fixation error + per-sample jitter, affine gain and offset
     gain = np.asarray(cfg.tracker_gain, dtype=np.float64)
     offset = np.asarray(cfg.tracker_offset_px, dtype=np.float64)
-    fix_err = rng.normal(0, cfg.tracker_sigma_px, size=(fixation.max() + 2, 2))
-    err = fix_err[np.where(fixation >= 0, fixation, fixation.max() + 1)]
-    err[fixation < 0] = rng.normal(0, cfg.tracker_sigma_px, size=(int((fixation < 0).sum()), 2))
+    # the error is constant within a fixation and changes smoothly across saccades and
+    # blinks (it comes from slow processes: calibration drift, pupil size)
+    fix_err = rng.normal(0, cfg.tracker_sigma_px, size=(fixation.max() + 1, 2))
+    in_fix = np.flatnonzero(fixation >= 0)
+    t_all = np.arange(cfg.n_bins)
+    err = np.stack(
+        [np.interp(t_all, in_fix, fix_err[fixation[in_fix], a]) for a in range(2)], axis=1
+    )
     reading_c = (
         gaze_c @ gain.T + offset + err + rng.normal(0, cfg.tracker_jitter_px, size=gaze_c.shape)
     )

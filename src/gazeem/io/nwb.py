@@ -1,0 +1,257 @@
+"""Reading recordings from NWB 2.x (pynwb), and writing simulated sessions to NWB.
+
+What is read:
+
+- the eye trace: a ``SpatialSeries`` inside an ``EyeTracking`` container, in
+  ``processing['behavior']`` or in ``acquisition`` (``eye_series`` in sessions.tsv picks
+  one by name when there are several);
+- spikes: the ``Units`` table's ``spike_times``;
+- the stimulus: an ``ImageSeries`` or ``OpticalSeries`` in ``stimulus`` or
+  ``acquisition`` with data ``(frames, rows, cols)`` (``stimulus_series`` picks one);
+- calibration fixations (optional): an ``intervals['calibration']`` table with columns
+  ``target_x_deg`` and ``target_y_deg``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from gazeem.io.raw import IngestError, RawSession, ScaledFrames, eye_to_degrees
+
+
+def _timestamps(series, n: int, path, fld: str) -> np.ndarray:
+    if series.timestamps is not None:
+        t = np.asarray(series.timestamps[:], dtype=np.float64)
+    elif series.rate is not None:
+        t = float(series.starting_time or 0.0) + np.arange(n) / float(series.rate)
+    else:
+        raise IngestError(path, fld, "has neither timestamps nor a rate.")
+    if t.shape != (n,):
+        raise IngestError(path, f"{fld}.timestamps", f"has {t.shape[0]} entries for {n} samples.")
+    return t
+
+
+def _pick(cands: dict, wanted: str | None, path, what: str, where: str, option: str):
+    if wanted:
+        hits = {k: v for k, v in cands.items() if k == wanted or k.split("/")[-1] == wanted}
+        if len(hits) != 1:
+            raise IngestError(
+                path,
+                option,
+                f"{wanted!r} matches {len(hits)} {what}s; the file has {sorted(cands)}.",
+            )
+        return next(iter(hits.items()))
+    if not cands:
+        raise IngestError(path, where, f"no {what} found.")
+    if len(cands) > 1:
+        raise IngestError(
+            path,
+            option,
+            f"the file holds several {what}s {sorted(cands)}; name one as {option} in sessions.tsv.",
+        )
+    return next(iter(cands.items()))
+
+
+def read_nwb(path, meta) -> RawSession:
+    """Open ``path`` and read a :class:`RawSession` (frames stay on disk until used)."""
+    from pynwb import NWBHDF5IO
+    from pynwb.behavior import EyeTracking
+    from pynwb.image import ImageSeries
+
+    path = Path(path)
+    if not path.exists():
+        raise IngestError(path, "path", "no such file.")
+    try:
+        io = NWBHDF5IO(str(path), "r", load_namespaces=True)
+        nwb = io.read()
+    except Exception as err:  # h5py/hdmf raise many types for truncated or foreign files
+        raise IngestError(
+            path, "/", f"not a readable NWB file ({type(err).__name__}: {err})."
+        ) from None
+    try:
+        return _read(nwb, io, path, meta, EyeTracking, ImageSeries)
+    except IngestError:
+        io.close()
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        io.close()
+        raise IngestError(
+            path, "/", f"cannot read the file ({type(err).__name__}: {err})."
+        ) from None
+
+
+def _read(nwb, io, path, meta, EyeTracking, ImageSeries) -> RawSession:
+    eyes = {}
+    places = [
+        (
+            "processing/behavior",
+            nwb.processing["behavior"].data_interfaces if "behavior" in nwb.processing else {},
+        )
+    ]
+    places.append(("acquisition", nwb.acquisition))
+    for where, container in places:
+        for name, obj in container.items():
+            if isinstance(obj, EyeTracking):
+                for sname, s in obj.spatial_series.items():
+                    eyes[f"{where}/{name}/{sname}"] = s
+    ename, eye = _pick(
+        eyes,
+        meta.eye_series,
+        path,
+        "EyeTracking SpatialSeries",
+        "processing/behavior",
+        "eye_series",
+    )
+    data = np.asarray(eye.data[:], dtype=np.float64)
+    if data.ndim != 2 or data.shape[1] < 2:
+        raise IngestError(path, f"{ename}.data", f"has shape {data.shape}; expected (samples, 2).")
+    data = data[:, :2] * float(eye.conversion) + float(getattr(eye, "offset", 0.0) or 0.0)
+    eye_xy = eye_to_degrees(data, eye.unit, meta, path, f"{ename}.unit")
+    eye_t = _timestamps(eye, data.shape[0], path, ename)
+
+    if nwb.units is None or len(nwb.units) == 0:
+        raise IngestError(path, "units", "the file has zero units; nothing to fit.")
+    unit_ids = np.asarray(nwb.units.id[:])
+    spikes = [
+        np.asarray(nwb.units["spike_times"][i], dtype=np.float64) for i in range(len(unit_ids))
+    ]
+
+    stims = {}
+    for where, container in (("stimulus", nwb.stimulus), ("acquisition", nwb.acquisition)):
+        for name, obj in container.items():
+            if (
+                isinstance(obj, ImageSeries)
+                and obj.data is not None
+                and getattr(obj.data, "ndim", 0) >= 3
+            ):
+                stims[f"{where}/{name}"] = obj
+    sname, stim = _pick(
+        stims, meta.stimulus_series, path, "ImageSeries", "stimulus", "stimulus_series"
+    )
+    if stim.data.ndim != 3:
+        raise IngestError(
+            path,
+            f"{sname}.data",
+            f"has shape {stim.data.shape}; expected (frames, rows, cols) luminance.",
+        )
+    frames = ScaledFrames(
+        stim.data, float(stim.conversion), float(getattr(stim, "offset", 0.0) or 0.0)
+    )
+    frame_t = _timestamps(stim, frames.shape[0], path, sname)
+
+    calib = None
+    if nwb.intervals is not None and "calibration" in nwb.intervals:
+        tab = nwb.intervals["calibration"]
+        for col in ("target_x_deg", "target_y_deg"):
+            if col not in tab.colnames:
+                raise IngestError(
+                    path,
+                    f"intervals/calibration/{col}",
+                    "missing; calibration intervals need targets.",
+                )
+        calib = (
+            np.asarray(tab["start_time"][:], float),
+            np.asarray(tab["stop_time"][:], float),
+            np.c_[
+                np.asarray(tab["target_x_deg"][:], float), np.asarray(tab["target_y_deg"][:], float)
+            ],
+        )
+    return RawSession(
+        source=str(path),
+        eye_t=eye_t,
+        eye_xy=eye_xy,
+        eye_valid=np.isfinite(eye_xy).all(axis=1),
+        spike_times=spikes,
+        unit_ids=unit_ids,
+        frames=frames,
+        frame_t=frame_t,
+        calibration=calib,
+        _close=io.close,
+    )
+
+
+def session_to_nwb(
+    ds, path, *, eye_samples_per_bin: int = 1, seed: int = 0, eye_unit: str = "degrees"
+) -> Path:
+    """Write a simulated session (:func:`gazeem.simulate.simulate_session`) as an NWB file.
+
+    Spike times are drawn uniformly inside their bins (seeded), so binning at the same
+    edges gives the counts back exactly; the eye trace is written ``eye_samples_per_bin``
+    times per bin at the bin's value, so averaging within bins gives it back.
+    """
+    from hdmf.backends.hdf5.h5_utils import H5DataIO
+    from pynwb import NWBHDF5IO, NWBFile
+    from pynwb.behavior import EyeTracking, SpatialSeries
+    from pynwb.file import Subject
+    from pynwb.image import ImageSeries
+
+    from gazeem import __version__
+    from gazeem.io.raw_from_session import raw_arrays
+
+    arr = raw_arrays(ds, eye_samples_per_bin=eye_samples_per_bin, seed=seed)
+    nwb = NWBFile(
+        session_description=f"gazeem simulated session {ds.attrs.get('session', '')}",
+        identifier=str(uuid.UUID(int=np.random.default_rng(seed).integers(2**63) << 64 | 1)),
+        session_start_time=_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC),
+        session_id=str(ds.attrs.get("session", "")),
+        experiment_description="Simulated with known ground truth by gazeem.simulate.",
+        source_script=f"gazeem {__version__}",
+        source_script_file_name="gazeem/io/nwb.py",
+        institution="gazeem",
+        lab="gazeem",
+        experimenter=["gazeem simulator"],
+        subject=Subject(
+            subject_id="sim", species="Macaca mulatta", sex="U", age="P5Y", description="simulated"
+        ),
+        keywords=["eye tracking", "receptive fields", "simulation"],
+    )
+    eye = SpatialSeries(
+        name="gaze",
+        data=H5DataIO(arr["eye_xy"], compression="gzip"),
+        timestamps=H5DataIO(arr["eye_t"], compression="gzip"),
+        reference_frame="screen centre; x right, y up",
+        unit=eye_unit,
+        description="eye tracker gaze (NaN during blinks)",
+    )
+    beh = nwb.create_processing_module("behavior", "eye tracking")
+    beh.add(EyeTracking(spatial_series=eye))
+    nwb.add_unit_column("sim_rate_hz", "mean firing rate in the simulation (Hz)")
+    for uid, st in zip(arr["unit_ids"], arr["spike_times"], strict=True):
+        nwb.add_unit(spike_times=st, id=int(uid), sim_rate_hz=float(len(st) / arr["duration"]))
+    frames = arr["frames"]
+    stim = ImageSeries(
+        name="noise",
+        data=H5DataIO(frames, compression="gzip", chunks=(min(64, len(frames)), *frames.shape[1:])),
+        timestamps=arr["frame_t"],
+        unit="contrast",
+        format="raw",
+        description="white-noise frames (rows, cols), contrast: 0 = mean luminance",
+    )
+    nwb.add_stimulus(stim)
+    if arr["calibration"] is not None:
+        start, stop, target = arr["calibration"]
+        nwb.add_time_intervals(_calibration_table(start, stop, target))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.nwb")
+    with NWBHDF5IO(str(tmp), "w") as io:
+        io.write(nwb)
+    tmp.replace(path)
+    return path
+
+
+def _calibration_table(start, stop, target):
+    from pynwb.epoch import TimeIntervals
+
+    tab = TimeIntervals(name="calibration", description="fixations on known calibration targets")
+    tab.add_column("target_x_deg", "target x, screen degrees (right)")
+    tab.add_column("target_y_deg", "target y, screen degrees (up)")
+    for a, b, (x, y) in zip(start, stop, target, strict=True):
+        tab.add_row(
+            start_time=float(a), stop_time=float(b), target_x_deg=float(x), target_y_deg=float(y)
+        )
+    return tab

@@ -1,0 +1,161 @@
+"""A recording as read from its source file, before binning.
+
+Readers (:mod:`gazeem.io.nwb`, :mod:`gazeem.io.hdf5`) fill a :class:`RawSession`;
+:mod:`gazeem.preprocess` turns it into a session dataset. Time is float64 seconds on
+the source file's clock; the eye trace is already in screen degrees (x right, y up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gazeem.errors import GazeemError
+
+
+class IngestError(GazeemError):
+    """A source file cannot be ingested; the message names the file and the field."""
+
+    def __init__(self, path, fld: str, msg: str) -> None:
+        super().__init__(f"{path}: field '{fld}': {msg}")
+        self.path, self.field = str(path), fld
+
+
+@dataclass
+class RawSession:
+    """Everything ingest needs from one source file.
+
+    Attributes
+    ----------
+    source
+        Path of the source file.
+    eye_t
+        ``(S,)`` eye sample times, s, strictly increasing.
+    eye_xy
+        ``(S, 2)`` gaze, screen degrees (x right, y up); NaN where invalid.
+    eye_valid
+        ``(S,)`` bool.
+    spike_times
+        One array of spike times (s) per unit.
+    unit_ids
+        ``(N,)`` unit ids from the source.
+    frames
+        ``(F, rows, cols)`` stimulus contrast, lazily indexable (``frames[a:b]``).
+    frame_t
+        ``(F,)`` frame onset times, s.
+    calibration
+        Optional ``(start (C,), stop (C,), target (C, 2) degrees)`` intervals during
+        which the animal fixated a known target.
+    """
+
+    source: str
+    eye_t: np.ndarray
+    eye_xy: np.ndarray
+    eye_valid: np.ndarray
+    spike_times: list[np.ndarray]
+    unit_ids: np.ndarray
+    frames: object
+    frame_t: np.ndarray
+    calibration: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    _close: Callable[[], None] | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    def __enter__(self) -> RawSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ScaledFrames:
+    """A lazily indexed frame array mapped to contrast: ``value * scale + offset``, float32.
+
+    Integer images (e.g. uint8) are mapped so that mid-grey is 0 and the full range ±1.
+    """
+
+    def __init__(self, data, conversion: float = 1.0, offset: float = 0.0) -> None:
+        self.data = data
+        self.shape = tuple(int(s) for s in data.shape)
+        dt = np.dtype(data.dtype)
+        if dt.kind in "ui":
+            info = np.iinfo(dt)
+            mid = (float(info.max) + float(info.min)) / 2
+            half = (float(info.max) - float(info.min)) / 2
+            self.scale, self.offset = 1.0 / half, -mid / half
+        else:
+            self.scale, self.offset = float(conversion), float(offset)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return (np.asarray(self.data[idx], dtype=np.float64) * self.scale + self.offset).astype(
+            np.float32
+        )
+
+
+EYE_UNITS = {
+    "degrees": "deg",
+    "degree": "deg",
+    "deg": "deg",
+    "degrees of visual angle": "deg",
+    "visual degrees": "deg",
+    "radians": "rad",
+    "radian": "rad",
+    "rad": "rad",
+    "pixels": "px",
+    "pixel": "px",
+    "px": "px",
+    "meters": "m",
+    "meter": "m",
+    "metres": "m",
+    "metre": "m",
+    "m": "m",
+}
+
+
+def eye_to_degrees(xy: np.ndarray, unit: str, meta, path, fld: str) -> np.ndarray:
+    """Convert an eye trace ``(S, 2)`` in the source unit to screen degrees (x right, y up).
+
+    Pixels are *screen* pixels from the top-left corner (``screen_ppd``,
+    ``screen_width_px``, ``screen_height_px`` in the session table); meters are
+    positions on the screen from its centre (``viewing_distance_m``).
+    """
+    kind = EYE_UNITS.get(str(unit).strip().lower())
+    if kind is None:
+        raise IngestError(
+            path, fld, f"unit {unit!r} is not one of degrees, radians, pixels or meters."
+        )
+    xy = np.asarray(xy, dtype=np.float64)
+    if kind == "deg":
+        return xy
+    if kind == "rad":
+        return np.degrees(xy)
+    if kind == "px":
+        need = ("screen_ppd", "screen_width_px", "screen_height_px")
+        if any(getattr(meta, k, None) is None for k in need):
+            raise IngestError(
+                path,
+                fld,
+                f"the eye trace is in pixels; give {', '.join(need)} in sessions.tsv to convert it.",
+            )
+        out = np.empty_like(xy)
+        out[:, 0] = (xy[:, 0] - meta.screen_width_px / 2) / meta.screen_ppd
+        out[:, 1] = -(xy[:, 1] - meta.screen_height_px / 2) / meta.screen_ppd
+        return out
+    d = getattr(meta, "viewing_distance_m", None)
+    if d is None:
+        raise IngestError(
+            path,
+            fld,
+            "the eye trace is in meters (some tools write this by default) and no conversion is "
+            "given: set viewing_distance_m in sessions.tsv (meters on the screen from its centre), "
+            "or write the trace in degrees.",
+        )
+    return np.degrees(np.arctan2(xy, float(d)))
