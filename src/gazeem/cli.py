@@ -74,14 +74,14 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 def cmd_ingest(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
-    from gazeem.config import check_keys, load_section
+    from gazeem.config import check_keys, load_section, parse_overrides
     from gazeem.ingest import IngestSettings, ingest_session
     from gazeem.io.sessions import read_sessions
 
     table = read_sessions(args.sessions)
     if args.session not in table:
         raise GazeemError(f"{args.sessions}: no session {args.session!r}; it has {sorted(table)}.")
-    params = load_section(args.config, "ingest")
+    params = {**load_section(args.config, "ingest"), **parse_overrides(args.set)}
     check_keys(params, [f.name for f in fields(IngestSettings)], "ingest config")
     base = Path(args.base) if args.base else None
     ingest_session(table[args.session], args.output, IngestSettings(**params), base=base)
@@ -93,6 +93,22 @@ def cmd_export(args: argparse.Namespace) -> None:
     export_nwb(args.source, args.fit, args.output)
 
 
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from gazeem.aggregate import aggregate
+
+    aggregate(args.fits, args.params_nc, args.params_tsv, args.units_tsv)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from gazeem.figures import session_figures, summary_figures
+
+    if args.kind == "session":
+        paths = session_figures(args.input, args.outdir)
+    else:
+        paths = summary_figures(args.input, args.outdir)
+    log.info("drew %d files in %s", len(paths), args.outdir)
+
+
 def cmd_fit(args: argparse.Namespace) -> None:
     from gazeem.config import check_keys, load_section, parse_overrides
     from gazeem.gaze.model import GazeEM
@@ -102,10 +118,16 @@ def cmd_fit(args: argparse.Namespace) -> None:
     check_keys(params, [p for p in GazeEM._param_names() if p != "response_model"], "fit config")
     if args.device:
         params["device"] = args.device
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     est = GazeEM(progress=args.progress, **{k: v for k, v in params.items() if k != "progress"})
     log.info(
-        "gazeem %s: fitting %s with config\n%s",
+        "gazeem %s (torch %s, %d threads): fitting %s with config\n%s",
         __version__,
+        torch.__version__,
+        torch.get_num_threads(),
         args.session,
         yaml.safe_dump(est.get_params()),
     )
@@ -150,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--sessions", required=True, help="the session table (config/sessions.tsv)")
     i.add_argument("--session", required=True, help="which row of the table")
     i.add_argument("--config", help="YAML file; its 'ingest' mapping sets the preprocessing")
+    i.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
     i.add_argument(
         "--base",
         help="folder that relative paths in the table start from (default: the working directory)",
@@ -162,6 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("output", help="the NWB file to write")
     e.set_defaults(func=cmd_export)
 
+    a = sub.add_parser("aggregate", help="collect the parameters of many fits into one table")
+    a.add_argument("fits", nargs="+", help="fit results (.nc)")
+    a.add_argument("--params-nc", required=True)
+    a.add_argument("--params-tsv", required=True)
+    a.add_argument("--units-tsv", help="also write one row per unit here")
+    a.set_defaults(func=cmd_aggregate)
+
+    g = sub.add_parser("figures", help="draw the figures of one fit (session) or of params.nc (summary)")
+    g.add_argument("kind", choices=["session", "summary"])
+    g.add_argument("input", help="a fit result (.nc) or params.nc")
+    g.add_argument("outdir", help="folder for the PNG and PDF files")
+    g.set_defaults(func=cmd_figures)
+
     f = sub.add_parser("fit", help="fit the gaze EM to one session")
     f.add_argument("session", help="session dataset (.nc)")
     f.add_argument("output", help="fit result (.nc)")
@@ -171,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--device", choices=["auto", "cpu", "cuda"])
     f.add_argument("--progress", action="store_true", help="tqdm bar per EM iteration")
+    f.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     f.set_defaults(func=cmd_fit)
 
     from gazeem.mixtures.cli import add_parser as add_mixture_parser

@@ -171,6 +171,10 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
         settings.min_fixation_bins,
     )
     calib = calibration_targets(raw.calibration, edges)
+    truth = None
+    if raw.truth is not None:
+        tt, txy = raw.truth
+        truth, _ = bin_eye(tt, txy, np.isfinite(txy).all(axis=1), edges, 0.0)
     lag = int(meta.lag_bins)
     if lag:
         if lag >= len(counts):
@@ -185,6 +189,7 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
             calib[:n],
             edges[: n + 1],
         )
+        truth = None if truth is None else truth[:n]
     shown = frames[frames >= 0]
     f0, f1 = (int(shown.min()), int(shown.max()) + 1) if shown.size else (0, 0)
     return {
@@ -196,6 +201,7 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
         "fixation": fixation,
         "frame": np.where(frames >= 0, frames - f0, -1),
         "calib": calib,
+        "truth": truth,
         "frame_range": (f0, f1),
     }
 
@@ -261,6 +267,8 @@ def _small_dataset(
             {"long_name": "stimulus frame index (-1: none)"},
         ),
     }
+    if b["truth"] is not None:
+        data["true_gaze"] = (("time", "axis"), b["truth"], {"units": "degree", "long_name": "true gaze (simulation)"})
     if raw.calibration is not None:
         data["calib_target"] = (
             ("time", "axis"),

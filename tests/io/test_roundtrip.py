@@ -27,6 +27,7 @@ def assert_same_as_simulator(out, sim):
     np.testing.assert_array_equal(out["stimulus"].values, sim["stimulus"].values)
     np.testing.assert_allclose(out["time"].values, sim["time"].values, atol=1e-9)
     np.testing.assert_array_equal(out["calib_target"].values, sim["calib_target"].values)
+    np.testing.assert_allclose(out["true_gaze"].values, sim["true_gaze"].values, rtol=0, atol=1e-9)
     # fixations: each true fixation between saccades of >= 0.5 deg is found to within one bin
     true = fixation_spans(sim["fixation"].values)
     found = np.array(list(fixation_spans(out["fixation"].values).values()))

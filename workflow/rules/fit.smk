@@ -1,11 +1,21 @@
 rule fit:
     input:
-        session="results/sessions/{session}.nc",
+        session=rules.ingest.output.session,
     output:
         fit="results/fits/{session}.nc",
     log:
         "logs/fit/{session}.log",
     benchmark:
         "benchmarks/out/fit/{session}.tsv"
+    params:
+        version=GAZEEM_VERSION,
+        settings=cli_settings("fit"),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/gazeem.yaml"
     shell:
-        "gazeem fit {input.session} {output.fit} --config config/config.yaml > {log} 2>&1"
+        "gazeem fit {input.session} {output.fit} {params.settings} --threads {threads} "
+        "--progress > {log} 2>&1"

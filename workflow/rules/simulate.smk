@@ -1,11 +1,18 @@
 rule simulate:
     output:
-        session="results/sessions/{session}.nc",
+        source="resources/demo/{session}.{ext}",
     log:
-        "logs/simulate/{session}.log",
+        "logs/simulate/{session}.{ext}.log",
     benchmark:
-        "benchmarks/out/simulate/{session}.tsv"
+        "benchmarks/out/simulate/{session}.{ext}.tsv"
+    wildcard_constraints:
+        ext="nwb|h5",
     params:
-        seed=lambda wc: SESSIONS.index(wc.session) + 1,
+        version=GAZEEM_VERSION,
+        seed=simulate_seed,
+        settings=cli_settings("simulate", exclude=["seed"]),
+    conda:
+        "../envs/gazeem.yaml"
     shell:
-        "gazeem simulate {output.session} --config config/config.yaml --seed {params.seed} > {log} 2>&1"
+        "gazeem simulate {output.source} --seed {params.seed} {params.settings} "
+        "--set session={wildcards.session} > {log} 2>&1"

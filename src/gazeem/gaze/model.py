@@ -299,6 +299,11 @@ class GazeEM:
         self.offset_ = tracker.offset.numpy().copy()
         self.rf_, self.bias_ = _rf_and_bias(response)
         self.loglik_ = np.asarray(state.log_likelihood)
+        post = estep.posterior
+        # response log-likelihood under the corrected gaze, averaged over the posterior
+        q = post.log_q.exp()
+        self.loglik_corrected_ = float((q * post.resp_ll.nan_to_num(neginf=0.0)).sum())
+        self.n_spikes_ = int(data.counts[data.fit_bins].sum())
         self.n_iter_ = state.n_iter
         self.converged_ = state.converged
 

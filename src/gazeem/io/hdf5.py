@@ -129,6 +129,9 @@ def read_hdf5(path, meta) -> RawSession:
                 _seconds(f, path, "calibration/stop"),
                 np.asarray(_read(f, path, "calibration/target"), dtype=np.float64).reshape(-1, 2),
             )
+        truth = None
+        if "truth/gaze" in f:
+            truth = (eye_t, np.asarray(_read(f, path, "truth/gaze"), dtype=np.float64))
     except Exception:
         f.close()
         raise
@@ -142,6 +145,7 @@ def read_hdf5(path, meta) -> RawSession:
         frames=ScaledFrames(ds),
         frame_t=frame_t,
         calibration=calib,
+        truth=truth,
         _close=f.close,
     )
 
@@ -169,6 +173,8 @@ def session_to_hdf5(ds, path, *, eye_samples_per_bin: int = 1, seed: int = 0) ->
             "stimulus/frames", data=fr, chunks=(min(64, len(fr)), *fr.shape[1:]), compression="gzip"
         )
         f.create_dataset("stimulus/t", data=arr["frame_t"]).attrs["units"] = "s"
+        if arr["true_xy"] is not None:
+            f.create_dataset("truth/gaze", data=arr["true_xy"]).attrs["units"] = "degrees"
         if arr["calibration"] is not None:
             a, b, tgt = arr["calibration"]
             f.create_dataset("calibration/start", data=a).attrs["units"] = "s"

@@ -143,6 +143,12 @@ def _read(nwb, io, path, meta, EyeTracking, ImageSeries) -> RawSession:
     )
     frame_t = _timestamps(stim, frames.shape[0], path, sname)
 
+    truth = None
+    if "ground_truth" in nwb.processing and "true_gaze" in nwb.processing["ground_truth"].data_interfaces:
+        pos = nwb.processing["ground_truth"]["true_gaze"]
+        ts = pos.spatial_series["true_gaze"]
+        tdata = np.asarray(ts.data[:], dtype=np.float64)
+        truth = (_timestamps(ts, tdata.shape[0], path, "processing/ground_truth/true_gaze"), tdata)
     calib = None
     if nwb.intervals is not None and "calibration" in nwb.intervals:
         tab = nwb.intervals["calibration"]
@@ -170,6 +176,7 @@ def _read(nwb, io, path, meta, EyeTracking, ImageSeries) -> RawSession:
         frames=frames,
         frame_t=frame_t,
         calibration=calib,
+        truth=truth,
         _close=io.close,
     )
 
@@ -232,6 +239,23 @@ def session_to_nwb(
         description="white-noise frames (rows, cols), contrast: 0 = mean luminance",
     )
     nwb.add_stimulus(stim)
+    if "true_gaze" in ds:
+        from pynwb.behavior import Position
+
+        truth = nwb.create_processing_module("ground_truth", "the simulator's truth (not a recording)")
+        truth.add(
+            Position(
+                name="true_gaze",
+                spatial_series=SpatialSeries(
+                    name="true_gaze",
+                    data=H5DataIO(arr["true_xy"], compression="gzip"),
+                    timestamps=H5DataIO(arr["eye_t"], compression="gzip"),
+                    reference_frame="screen centre; x right, y up",
+                    unit="degrees",
+                    description="true gaze of the simulated animal",
+                ),
+            )
+        )
     if arr["calibration"] is not None:
         start, stop, target = arr["calibration"]
         nwb.add_time_intervals(_calibration_table(start, stop, target))

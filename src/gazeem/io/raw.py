@@ -59,6 +59,7 @@ class RawSession:
     frames: object
     frame_t: np.ndarray
     calibration: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    truth: tuple[np.ndarray, np.ndarray] | None = None
     _close: Callable[[], None] | None = field(default=None, repr=False)
 
     def close(self) -> None:

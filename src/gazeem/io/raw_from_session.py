@@ -21,6 +21,7 @@ def raw_arrays(ds, *, eye_samples_per_bin: int = 1, seed: int = 0) -> dict:
     eye = ds["eye"].values
     eye_t = ((np.arange(n_bins)[:, None] + (np.arange(k)[None, :] + 0.5) / k) * bin_s).reshape(-1)
     eye_xy = np.repeat(eye, k, axis=0)
+    true_xy = np.repeat(ds["true_gaze"].values, k, axis=0) if "true_gaze" in ds else None
     spikes = []
     for n in range(counts.shape[1]):
         c = counts[:, n]
@@ -52,6 +53,7 @@ def raw_arrays(ds, *, eye_samples_per_bin: int = 1, seed: int = 0) -> dict:
     return {
         "eye_t": eye_t,
         "eye_xy": eye_xy,
+        "true_xy": true_xy,
         "spike_times": spikes,
         "unit_ids": ds["unit"].values,
         "frames": ds["stimulus"].values.astype(np.float32),

@@ -1,0 +1,297 @@
+"""The figures stage: publication-style PNG and PDF figures, axes in degrees.
+
+Per session (from its fit result): ``gaze_trace``, ``correction``, ``posteriors``,
+``rfs``, ``loglik`` and, where the truth is known (the demo), ``truth``. Across
+sessions (from ``params.nc``): ``tracker`` and ``rf_improvement``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from gazeem import __version__  # noqa: E402
+
+SESSION_FIGURES = ("gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth")
+SUMMARY_FIGURES = ("tracker", "rf_improvement")
+RAW, CORR, TRUE = "#9e9e9e", "#d95f02", "#1b1b1b"
+
+STYLE = {
+    "font.size": 7,
+    "axes.titlesize": 7,
+    "axes.labelsize": 7,
+    "xtick.labelsize": 6,
+    "ytick.labelsize": 6,
+    "legend.fontsize": 6,
+    "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "lines.linewidth": 0.9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "savefig.dpi": 300,
+    "pdf.fonttype": 42,  # editable text in the PDF
+    "figure.constrained_layout.use": True,
+}
+
+
+@contextmanager
+def _style():
+    with plt.rc_context(STYLE):
+        yield
+
+
+def _save(fig, outdir: Path, name: str) -> list[Path]:
+    """Save ``name.png`` and ``name.pdf`` atomically; return the paths."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        final = outdir / f"{name}.{ext}"
+        tmp = outdir / f".{name}.tmp.{ext}"
+        fig.savefig(tmp, metadata={"Creator": f"gazeem {__version__}"} if ext == "pdf" else None)
+        os.replace(tmp, final)
+        paths.append(final)
+    plt.close(fig)
+    return paths
+
+
+def _no_data(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# -- per session -----------------------------------------------------------------------------
+def fig_gaze_trace(fit: xr.Dataset, window_s: float = 10.0):
+    t = fit["time"].values
+    sel = t <= t[0] + window_s
+    fig, axes = plt.subplots(2, 1, figsize=(7.0, 3.0), sharex=True)
+    for a, (ax, label) in enumerate(zip(axes, ("horizontal", "vertical"), strict=True)):
+        ax.plot(t[sel], fit["eye"].values[sel, a], color=RAW, label="tracker")
+        ax.plot(t[sel], fit["gaze_mean"].values[sel, a], color=CORR, label="corrected")
+        if "true_gaze" in fit:
+            ax.plot(t[sel], fit["true_gaze"].values[sel, a], color=TRUE, ls=":", lw=0.7, label="true")
+        ax.set_ylabel(f"{label} gaze (deg)")
+    axes[0].legend(ncol=3, loc="upper right")
+    axes[-1].set_xlabel("time (s)")
+    axes[0].set_title(f"Session {fit.attrs.get('session', '')}: tracker and corrected gaze, first {window_s:g} s")
+    return fig
+
+
+def _per_fixation(fit: xr.Dataset, var: str) -> np.ndarray:
+    fix = fit["fixation"].values
+    v = fit[var].values
+    ids = np.unique(fix[fix >= 0])
+    return np.stack([np.nanmean(v[fix == i], axis=0) for i in ids]) if ids.size else np.zeros((0, 2))
+
+
+def fig_correction(fit: xr.Dataset):
+    c = _per_fixation(fit, "correction")
+    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    lim = float(np.nanmax(np.abs(c))) * 1.1 if c.size else 1.0
+    ax.scatter(c[:, 0], c[:, 1], s=4, color=CORR, alpha=0.6, lw=0)
+    sigma = float(fit["sigma"])
+    theta = np.linspace(0, 2 * np.pi, 200)
+    mean = np.nanmean(c, axis=0)
+    ax.plot(mean[0] + sigma * np.cos(theta), mean[1] + sigma * np.sin(theta), color="k", lw=0.6, ls="--", label="σ")
+    ax.axhline(0, color="0.8", lw=0.5, zorder=0)
+    ax.axvline(0, color="0.8", lw=0.5, zorder=0)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("horizontal correction (deg)")
+    ax.set_ylabel("vertical correction (deg)")
+    ax.legend(loc="upper right")
+    ax.set_title(f"Correction per fixation (n = {len(c)}); fitted σ = {sigma:.3f} deg")
+    return fig
+
+
+def fig_posteriors(fit: xr.Dataset):
+    n = fit.sizes.get("example", 0)
+    fig, axes = plt.subplots(2, 3, figsize=(6.0, 4.0))
+    for e, ax in enumerate(axes.ravel()):
+        if e >= n:
+            ax.set_visible(False)
+            continue
+        x, y = fit["example_x"].values[e], fit["example_y"].values[e]
+        q = fit["example_q"].values[e]
+        dx, dy = abs(x[1] - x[0]) / 2, abs(y[1] - y[0]) / 2
+        logq = np.log10(np.clip(q, 1e-12, None))
+        im = ax.imshow(
+            logq,
+            origin="upper",
+            extent=(x[0] - dx, x[-1] + dx, y[-1] - dy, y[0] + dy),
+            cmap="Greys",
+            vmin=-6,
+            vmax=0,
+            interpolation="nearest",
+        )
+        r = fit["example_reading"].values[e]
+        ax.plot(*r, marker="x", color=RAW, ms=5, mew=1.2, ls="", label="tracker reading")
+        ax.plot(*fit["example_expected"].values[e], marker="+", color="#7570b3", ms=6, mew=1.0, ls="", label="reading under fitted A, b")
+        mean = (q.sum(0) @ x, q.sum(1) @ y)
+        ax.plot(*mean, marker="o", mfc="none", color=CORR, ms=5, ls="", label="posterior mean")
+        if "example_truth" in fit:
+            ax.plot(*fit["example_truth"].values[e], marker="*", color="#1b9e77", ms=5, ls="", label="true")
+        ax.set_title(f"fixation {int(fit['example_fixation'].values[e])}")
+        ax.set_xlabel("x (deg)")
+        ax.set_ylabel("y (deg)")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=5)
+    if n:
+        fig.colorbar(im, ax=axes, shrink=0.6, label="log10 posterior probability")
+    gauge = "\nrelative gauge: the truth is absolute and sits off by the common offset"
+    relative = fit.attrs.get("offset_mode") == "zero" and "example_truth" in fit
+    fig.suptitle("Posterior over candidate gaze cells for example fixations" + (gauge if relative else ""), fontsize=7)
+    return fig
+
+
+def fig_rfs(fit: xr.Dataset, max_units: int = 12):
+    if "rf" not in fit:
+        fig, ax = plt.subplots(figsize=(3, 2))
+        _no_data(ax, "no receptive fields (custom response model)")
+        return fig
+    rf, rf0 = fit["rf"].values, fit["rf_initial"].values
+    n = min(max_units, rf.shape[0])
+    order = np.argsort(-(rf**2).reshape(rf.shape[0], -1).sum(1))[:n]
+    cols = 4
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(7.0, 1.0 + 0.95 * rows), squeeze=False)
+    ppd = float(fit.attrs["ppd"])
+    p = rf.shape[-1]
+    half = p / 2 / ppd
+    ext = (-half, half, -half, half)
+    for k, u in enumerate(order):
+        lag = int(np.argmax((rf[u] ** 2).sum(axis=(1, 2))))
+        lim = max(np.abs(rf[u, lag]).max(), np.abs(rf0[u, lag]).max())
+        for j, (img, tag) in enumerate(((rf0[u, lag], "raw"), (rf[u, lag], "corrected"))):
+            ax = axes[k // cols, 2 * (k % cols) + j]
+            ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim, extent=ext, interpolation="nearest")
+            ax.set_title(f"unit {int(fit['unit'].values[u])} {tag}", fontsize=5.5)
+            ax.set_xticks([-half, 0, half] if k // cols == rows - 1 else [])
+            ax.set_yticks([-half, 0, half] if (k % cols) == 0 and j == 0 else [])
+            ax.tick_params(labelsize=5)
+    for k in range(n, rows * cols):
+        for j in range(2):
+            axes[k // cols, 2 * (k % cols) + j].set_visible(False)
+    fig.supxlabel("retinal x (deg)", fontsize=6)
+    fig.supylabel("retinal y (deg)", fontsize=6)
+    fig.suptitle("Receptive fields fitted on the raw trace and after correction (red +, blue −)", fontsize=7)
+    return fig
+
+
+def fig_loglik(fit: xr.Dataset):
+    ll = fit["loglik"].values
+    fig, ax = plt.subplots(figsize=(3.2, 2.4))
+    ax.plot(fit["iteration"].values, ll - ll[0], marker="o", ms=2.5, color=CORR)
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("log-likelihood gain over iteration 0 (nats)")
+    conv = "converged" if int(fit.attrs.get("converged", 0)) else "not converged"
+    ax.set_title(f"Marginal log-likelihood ({conv}, {int(fit.attrs.get('n_iter', 0))} iterations)")
+    return fig
+
+
+def fig_truth(fit: xr.Dataset):
+    fig, axes = plt.subplots(1, 2, figsize=(6.0, 3.0), sharex=True, sharey=True)
+    if "true_gaze" not in fit:
+        for ax in axes:
+            _no_data(ax, "no ground truth (recorded data)")
+        return fig
+    truth = _per_fixation(fit, "true_gaze")
+    relative = fit.attrs.get("offset_mode") == "zero"
+    for ax, var, color, name in ((axes[0], "eye", RAW, "tracker"), (axes[1], "gaze_mean", CORR, "corrected")):
+        err = _per_fixation(fit, var) - truth
+        if relative:
+            err = err - np.nanmean(err, axis=0)
+        rms = float(np.sqrt(np.nanmean((err**2).sum(1))))
+        ax.scatter(err[:, 0], err[:, 1], s=4, lw=0, alpha=0.6, color=color)
+        ax.set_title(f"{name} − truth: RMS {rms:.3f} deg")
+        ax.set_xlabel("horizontal error (deg)")
+        ax.axhline(0, color="0.8", lw=0.5, zorder=0)
+        ax.axvline(0, color="0.8", lw=0.5, zorder=0)
+        ax.set_aspect("equal")
+    axes[0].set_ylabel("vertical error (deg)")
+    note = " after removing the mean offset (relative gauge)" if relative else ""
+    fig.suptitle(f"Error per fixation against the simulated truth{note}", fontsize=7)
+    return fig
+
+
+# -- across sessions -------------------------------------------------------------------------
+def fig_tracker(params: xr.Dataset):
+    fig, axes = plt.subplots(1, 2, figsize=(5.5, 2.4))
+    s = params["session"].values
+    axes[0].bar(range(len(s)), params["sigma_deg"].values, color=CORR)
+    axes[0].set_xticks(range(len(s)), s, rotation=45, ha="right")
+    axes[0].set_ylabel("tracker σ (deg)")
+    axes[0].set_title("Tracker noise per session")
+    axes[1].scatter(params["offset_x_deg"].values, params["offset_y_deg"].values, color=CORR, s=12)
+    for i, name in enumerate(s):
+        axes[1].annotate(str(name), (params["offset_x_deg"].values[i], params["offset_y_deg"].values[i]), fontsize=5)
+    axes[1].axhline(0, color="0.8", lw=0.5, zorder=0)
+    axes[1].axvline(0, color="0.8", lw=0.5, zorder=0)
+    axes[1].set_xlabel("offset x (deg)")
+    axes[1].set_ylabel("offset y (deg)")
+    axes[1].set_title("Tracker offset (0 where anchored at zero)")
+    return fig
+
+
+def fig_rf_improvement(params: xr.Dataset):
+    fig, axes = plt.subplots(1, 2, figsize=(5.5, 2.4))
+    s = params["session"].values
+    axes[0].bar(range(len(s)), params["bits_per_spike_gain"].values, color=CORR)
+    axes[0].set_xticks(range(len(s)), s, rotation=45, ha="right")
+    axes[0].set_ylabel("gain (bits / spike)")
+    axes[0].set_title("Response log-likelihood gain over the raw-trace fit")
+    if "rf_size_deg" in params:
+        before, after = params["initial_rf_size_deg"].values, params["rf_size_deg"].values
+        lim = float(np.nanmax(np.r_[before, after])) * 1.1
+        axes[1].scatter(before, after, s=5, lw=0, alpha=0.7, color=CORR)
+        axes[1].plot([0, lim], [0, lim], color="0.6", lw=0.6, ls="--")
+        axes[1].set_xlim(0, lim)
+        axes[1].set_ylim(0, lim)
+        axes[1].set_xlabel("RF size, raw trace (deg)")
+        axes[1].set_ylabel("RF size, corrected (deg)")
+        axes[1].set_title("RF size per unit (energy SD)")
+    else:
+        _no_data(axes[1], "no receptive fields")
+    return fig
+
+
+SESSION_MAKERS = {
+    "gaze_trace": fig_gaze_trace,
+    "correction": fig_correction,
+    "posteriors": fig_posteriors,
+    "rfs": fig_rfs,
+    "loglik": fig_loglik,
+    "truth": fig_truth,
+}
+SUMMARY_MAKERS = {"tracker": fig_tracker, "rf_improvement": fig_rf_improvement}
+
+
+def session_figures(fit_path, outdir) -> list[Path]:
+    """Draw every per-session figure of one fit result into ``outdir``."""
+    out = []
+    with xr.open_dataset(fit_path, engine="h5netcdf") as fit, _style():
+        fit = fit.load()
+        for name, make in SESSION_MAKERS.items():
+            out += _save(make(fit), Path(outdir), name)
+    return out
+
+
+def summary_figures(params_path, outdir) -> list[Path]:
+    """Draw the across-session figures from ``params.nc`` into ``outdir``."""
+    out = []
+    with xr.open_dataset(params_path, engine="h5netcdf") as params, _style():
+        params = params.load()
+        for name, make in SUMMARY_MAKERS.items():
+            out += _save(make(params), Path(outdir), name)
+    return out

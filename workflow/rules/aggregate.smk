@@ -1,0 +1,22 @@
+rule aggregate:
+    input:
+        fits=expand("results/fits/{session}.nc", session=SESSIONS),
+    output:
+        nc="results/summary/params.nc",
+        tsv=report(
+            "results/summary/params.tsv",
+            caption="../report/params.rst",
+            category="Across sessions",
+        ),
+        units="results/summary/units.tsv",
+    log:
+        "logs/aggregate/aggregate.log",
+    benchmark:
+        "benchmarks/out/aggregate/aggregate.tsv"
+    params:
+        version=GAZEEM_VERSION,
+    conda:
+        "../envs/gazeem.yaml"
+    shell:
+        "gazeem aggregate {input.fits} --params-nc {output.nc} --params-tsv {output.tsv} "
+        "--units-tsv {output.units} > {log} 2>&1"

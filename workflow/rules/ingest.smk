@@ -1,0 +1,19 @@
+rule ingest:
+    input:
+        source=source_file,
+    output:
+        session="results/sessions/{session}.nc",
+    log:
+        "logs/ingest/{session}.log",
+    benchmark:
+        "benchmarks/out/ingest/{session}.tsv"
+    params:
+        version=GAZEEM_VERSION,
+        table=config["sessions"],
+        row=session_row,
+        settings=cli_settings("ingest"),
+    conda:
+        "../envs/gazeem.yaml"
+    shell:
+        "gazeem ingest {output.session} --sessions {params.table} --session {wildcards.session} "
+        "{params.settings} > {log} 2>&1"
