@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ def cmd_figures(args: argparse.Namespace) -> None:
     from gazeem.figures import session_figures, summary_figures
 
     if args.kind == "session":
-        paths = session_figures(args.input, args.outdir)
+        paths = session_figures(args.input, args.outdir, max_units=args.max_units)
     else:
         paths = summary_figures(args.input, args.outdir)
     log.info("drew %d files in %s", len(paths), args.outdir)
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("kind", choices=["session", "summary"])
     g.add_argument("input", help="a fit result (.nc) or params.nc")
     g.add_argument("outdir", help="folder for the PNG and PDF files")
+    g.add_argument("--max-units", type=int, default=12, help="units drawn in the RF figure")
     g.set_defaults(func=cmd_figures)
 
     f = sub.add_parser("fit", help="fit the gaze EM to one session")
@@ -219,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    if "SLURM_JOB_ID" in os.environ:
+        log.info("running as SLURM job %s on %s", os.environ["SLURM_JOB_ID"], os.environ.get("SLURMD_NODENAME", "?"))
     try:
         args.func(args)
     except GazeemError as err:

@@ -277,13 +277,14 @@ SESSION_MAKERS = {
 SUMMARY_MAKERS = {"tracker": fig_tracker, "rf_improvement": fig_rf_improvement}
 
 
-def session_figures(fit_path, outdir) -> list[Path]:
+def session_figures(fit_path, outdir, max_units: int = 12) -> list[Path]:
     """Draw every per-session figure of one fit result into ``outdir``."""
     out = []
     with xr.open_dataset(fit_path, engine="h5netcdf") as fit, _style():
         fit = fit.load()
         for name, make in SESSION_MAKERS.items():
-            out += _save(make(fit), Path(outdir), name)
+            fig = make(fit, max_units=max_units) if make is fig_rfs else make(fit)
+            out += _save(fig, Path(outdir), name)
     return out
 
 

@@ -123,3 +123,27 @@ def test_bad_config_stops_before_any_job(tmp_path, config, sessions, message):
     assert out.returncode != 0
     assert re.search(message, out.stdout + out.stderr), (out.stdout + out.stderr)[-2000:]
     assert not (project / "results").exists() and not (project / "logs").exists()
+
+
+def test_every_config_key_is_documented_and_matches_the_code():
+    import dataclasses
+
+    import yaml
+
+    from gazeem.gaze.model import GazeEM
+    from gazeem.ingest import IngestSettings
+    from gazeem.simulate import SimulationConfig
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"]
+    readme = (ROOT / "config" / "README.md").read_text()
+    code = {
+        "fit": set(GazeEM._param_names()) - {"response_model", "prior_weights", "progress"},
+        "ingest": {f.name for f in dataclasses.fields(IngestSettings)},
+        "simulate": {f.name for f in dataclasses.fields(SimulationConfig)} - {"session", "extra"},
+    }
+    for section, names in code.items():
+        assert set(schema[section]["properties"]) == names, section
+        for name in names:
+            assert f"`{name}`" in readme, f"{section}.{name} is not documented in config/README.md"
+    for name in ("sessions", "export_nwb", "max_units_in_rf_figure"):
+        assert name in readme

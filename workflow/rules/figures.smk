@@ -23,10 +23,11 @@ rule figures_session:
     params:
         version=GAZEEM_VERSION,
         outdir=lambda wildcards, output: os.path.dirname(output.png[0]),
+        max_units=config["report"]["max_units_in_rf_figure"],
     conda:
         "../envs/gazeem.yaml"
     shell:
-        "gazeem figures session {input.fit} {params.outdir} > {log} 2>&1"
+        "gazeem figures session {input.fit} {params.outdir} --max-units {params.max_units} > {log} 2>&1"
 
 
 rule figures_summary:
