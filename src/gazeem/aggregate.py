@@ -33,7 +33,9 @@ def rf_centre_and_size(rf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         cx = (best * xx).sum(axis=(1, 2)) / total
         cy = (best * yy).sum(axis=(1, 2)) / total
-        var = (best * ((xx - cx[:, None, None]) ** 2 + (yy - cy[:, None, None]) ** 2)).sum(axis=(1, 2)) / total
+        var = (best * ((xx - cx[:, None, None]) ** 2 + (yy - cy[:, None, None]) ** 2)).sum(
+            axis=(1, 2)
+        ) / total
     return np.stack([cx, cy], axis=1), np.sqrt(var / 2)
 
 
@@ -83,7 +85,9 @@ def summarize_fit(path) -> tuple[dict, pd.DataFrame]:
                 units[f"{tag}rf_peak"] = np.abs(ds[var].values).reshape(len(units), -1).max(1)
             row["rf_size_median_deg"] = float(np.nanmedian(units["rf_size_deg"]))
             row["rf_size_initial_median_deg"] = float(np.nanmedian(units["initial_rf_size_deg"]))
-            row["rf_peak_gain_median"] = float(np.nanmedian(units["rf_peak"] / units["initial_rf_peak"]))
+            row["rf_peak_gain_median"] = float(
+                np.nanmedian(units["rf_peak"] / units["initial_rf_peak"])
+            )
     return row, units
 
 
@@ -94,7 +98,9 @@ def aggregate(fits: list, out_nc, out_tsv, out_units_tsv=None) -> xr.Dataset:
     rows, unit_tables = zip(*(summarize_fit(p) for p in fits), strict=True)
     table = pd.DataFrame(list(rows))
     if table["session"].duplicated().any():
-        raise GazeemError(f"aggregate: duplicate sessions {table['session'][table['session'].duplicated()].tolist()}.")
+        raise GazeemError(
+            f"aggregate: duplicate sessions {table['session'][table['session'].duplicated()].tolist()}."
+        )
     units = pd.concat(unit_tables, ignore_index=True)
     ds = xr.Dataset.from_dataframe(table.set_index("session"))
     for col in units.columns:
@@ -102,7 +108,12 @@ def aggregate(fits: list, out_nc, out_tsv, out_units_tsv=None) -> xr.Dataset:
             ds[col] = ("unit_row", units[col].to_numpy())
     ds["unit_session"] = ("unit_row", units["session"].astype(str).to_numpy())
     ds["unit_id"] = ("unit_row", units["unit"].to_numpy())
-    units_attrs = {"sigma_deg": "degree", "offset_x_deg": "degree", "offset_y_deg": "degree", "wall_time_s": "s"}
+    units_attrs = {
+        "sigma_deg": "degree",
+        "offset_x_deg": "degree",
+        "offset_y_deg": "degree",
+        "wall_time_s": "s",
+    }
     for name, unit in units_attrs.items():
         ds[name].attrs["units"] = unit
     for name in ds.data_vars:

@@ -133,20 +133,21 @@ def cmd_fit(args: argparse.Namespace) -> None:
         yaml.safe_dump(est.get_params()),
     )
     with xr.open_dataset(args.session, engine="h5netcdf") as ds:
-        ds = validate_session(ds.load())
-    t0 = time.perf_counter()
-    est.fit(ds)
-    log.info(
-        "device %s: %d iterations, converged=%s, log-likelihood %.6g, %.1f s",
-        est.device_,
-        est.n_iter_,
-        est.converged_,
-        est.loglik_[-1],
-        time.perf_counter() - t0,
-    )
-    for i, (ll, s) in enumerate(zip(est.loglik_, est.state_.seconds_per_iter, strict=True)):
-        log.info("iteration %d: log-likelihood %.8g, %.3f s", i, ll, s)
-    write_netcdf_atomic(est.to_dataset(), args.output)
+        # everything but the stimulus in memory; the fit reads frames as it needs them
+        ds = validate_session(ds.drop_vars("stimulus").load().assign(stimulus=ds["stimulus"]))
+        t0 = time.perf_counter()
+        est.fit(ds)
+        log.info(
+            "device %s: %d iterations, converged=%s, log-likelihood %.6g, %.1f s",
+            est.device_,
+            est.n_iter_,
+            est.converged_,
+            est.loglik_[-1],
+            time.perf_counter() - t0,
+        )
+        for i, (ll, s) in enumerate(zip(est.loglik_, est.state_.seconds_per_iter, strict=True)):
+            log.info("iteration %d: log-likelihood %.8g, %.3f s", i, ll, s)
+        write_netcdf_atomic(est.to_dataset(), args.output)
     log.info("wrote %s", args.output)
 
 
@@ -193,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--units-tsv", help="also write one row per unit here")
     a.set_defaults(func=cmd_aggregate)
 
-    g = sub.add_parser("figures", help="draw the figures of one fit (session) or of params.nc (summary)")
+    g = sub.add_parser(
+        "figures", help="draw the figures of one fit (session) or of params.nc (summary)"
+    )
     g.add_argument("kind", choices=["session", "summary"])
     g.add_argument("input", help="a fit result (.nc) or params.nc")
     g.add_argument("outdir", help="folder for the PNG and PDF files")
@@ -222,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     if "SLURM_JOB_ID" in os.environ:
-        log.info("running as SLURM job %s on %s", os.environ["SLURM_JOB_ID"], os.environ.get("SLURMD_NODENAME", "?"))
+        log.info(
+            "running as SLURM job %s on %s",
+            os.environ["SLURM_JOB_ID"],
+            os.environ.get("SLURMD_NODENAME", "?"),
+        )
     try:
         args.func(args)
     except GazeemError as err:

@@ -14,11 +14,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
-from gazeem import __version__  # noqa: E402
+from gazeem import __version__
 
 SESSION_FIGURES = ("gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth")
 SUMMARY_FIGURES = ("tracker", "rf_improvement")
@@ -79,11 +79,15 @@ def fig_gaze_trace(fit: xr.Dataset, window_s: float = 10.0):
         ax.plot(t[sel], fit["eye"].values[sel, a], color=RAW, label="tracker")
         ax.plot(t[sel], fit["gaze_mean"].values[sel, a], color=CORR, label="corrected")
         if "true_gaze" in fit:
-            ax.plot(t[sel], fit["true_gaze"].values[sel, a], color=TRUE, ls=":", lw=0.7, label="true")
+            ax.plot(
+                t[sel], fit["true_gaze"].values[sel, a], color=TRUE, ls=":", lw=0.7, label="true"
+            )
         ax.set_ylabel(f"{label} gaze (deg)")
     axes[0].legend(ncol=3, loc="upper right")
     axes[-1].set_xlabel("time (s)")
-    axes[0].set_title(f"Session {fit.attrs.get('session', '')}: tracker and corrected gaze, first {window_s:g} s")
+    axes[0].set_title(
+        f"Session {fit.attrs.get('session', '')}: tracker and corrected gaze, first {window_s:g} s"
+    )
     return fig
 
 
@@ -91,7 +95,9 @@ def _per_fixation(fit: xr.Dataset, var: str) -> np.ndarray:
     fix = fit["fixation"].values
     v = fit[var].values
     ids = np.unique(fix[fix >= 0])
-    return np.stack([np.nanmean(v[fix == i], axis=0) for i in ids]) if ids.size else np.zeros((0, 2))
+    return (
+        np.stack([np.nanmean(v[fix == i], axis=0) for i in ids]) if ids.size else np.zeros((0, 2))
+    )
 
 
 def fig_correction(fit: xr.Dataset):
@@ -102,7 +108,14 @@ def fig_correction(fit: xr.Dataset):
     sigma = float(fit["sigma"])
     theta = np.linspace(0, 2 * np.pi, 200)
     mean = np.nanmean(c, axis=0)
-    ax.plot(mean[0] + sigma * np.cos(theta), mean[1] + sigma * np.sin(theta), color="k", lw=0.6, ls="--", label="σ")
+    ax.plot(
+        mean[0] + sigma * np.cos(theta),
+        mean[1] + sigma * np.sin(theta),
+        color="k",
+        lw=0.6,
+        ls="--",
+        label="σ",
+    )
     ax.axhline(0, color="0.8", lw=0.5, zorder=0)
     ax.axvline(0, color="0.8", lw=0.5, zorder=0)
     ax.set_xlim(-lim, lim)
@@ -137,11 +150,26 @@ def fig_posteriors(fit: xr.Dataset):
         )
         r = fit["example_reading"].values[e]
         ax.plot(*r, marker="x", color=RAW, ms=5, mew=1.2, ls="", label="tracker reading")
-        ax.plot(*fit["example_expected"].values[e], marker="+", color="#7570b3", ms=6, mew=1.0, ls="", label="reading under fitted A, b")
+        ax.plot(
+            *fit["example_expected"].values[e],
+            marker="+",
+            color="#7570b3",
+            ms=6,
+            mew=1.0,
+            ls="",
+            label="reading under fitted A, b",
+        )
         mean = (q.sum(0) @ x, q.sum(1) @ y)
         ax.plot(*mean, marker="o", mfc="none", color=CORR, ms=5, ls="", label="posterior mean")
         if "example_truth" in fit:
-            ax.plot(*fit["example_truth"].values[e], marker="*", color="#1b9e77", ms=5, ls="", label="true")
+            ax.plot(
+                *fit["example_truth"].values[e],
+                marker="*",
+                color="#1b9e77",
+                ms=5,
+                ls="",
+                label="true",
+            )
         ax.set_title(f"fixation {int(fit['example_fixation'].values[e])}")
         ax.set_xlabel("x (deg)")
         ax.set_ylabel("y (deg)")
@@ -151,7 +179,10 @@ def fig_posteriors(fit: xr.Dataset):
         fig.colorbar(im, ax=axes, shrink=0.6, label="log10 posterior probability")
     gauge = "\nrelative gauge: the truth is absolute and sits off by the common offset"
     relative = fit.attrs.get("offset_mode") == "zero" and "example_truth" in fit
-    fig.suptitle("Posterior over candidate gaze cells for example fixations" + (gauge if relative else ""), fontsize=7)
+    fig.suptitle(
+        "Posterior over candidate gaze cells for example fixations" + (gauge if relative else ""),
+        fontsize=7,
+    )
     return fig
 
 
@@ -185,7 +216,9 @@ def fig_rfs(fit: xr.Dataset, max_units: int = 12):
             axes[k // cols, 2 * (k % cols) + j].set_visible(False)
     fig.supxlabel("retinal x (deg)", fontsize=6)
     fig.supylabel("retinal y (deg)", fontsize=6)
-    fig.suptitle("Receptive fields fitted on the raw trace and after correction (red +, blue −)", fontsize=7)
+    fig.suptitle(
+        "Receptive fields fitted on the raw trace and after correction (red +, blue −)", fontsize=7
+    )
     return fig
 
 
@@ -208,7 +241,10 @@ def fig_truth(fit: xr.Dataset):
         return fig
     truth = _per_fixation(fit, "true_gaze")
     relative = fit.attrs.get("offset_mode") == "zero"
-    for ax, var, color, name in ((axes[0], "eye", RAW, "tracker"), (axes[1], "gaze_mean", CORR, "corrected")):
+    for ax, var, color, name in (
+        (axes[0], "eye", RAW, "tracker"),
+        (axes[1], "gaze_mean", CORR, "corrected"),
+    ):
         err = _per_fixation(fit, var) - truth
         if relative:
             err = err - np.nanmean(err, axis=0)
@@ -235,7 +271,11 @@ def fig_tracker(params: xr.Dataset):
     axes[0].set_title("Tracker noise per session")
     axes[1].scatter(params["offset_x_deg"].values, params["offset_y_deg"].values, color=CORR, s=12)
     for i, name in enumerate(s):
-        axes[1].annotate(str(name), (params["offset_x_deg"].values[i], params["offset_y_deg"].values[i]), fontsize=5)
+        axes[1].annotate(
+            str(name),
+            (params["offset_x_deg"].values[i], params["offset_y_deg"].values[i]),
+            fontsize=5,
+        )
     axes[1].axhline(0, color="0.8", lw=0.5, zorder=0)
     axes[1].axvline(0, color="0.8", lw=0.5, zorder=0)
     axes[1].set_xlabel("offset x (deg)")

@@ -268,7 +268,11 @@ def _small_dataset(
         ),
     }
     if b["truth"] is not None:
-        data["true_gaze"] = (("time", "axis"), b["truth"], {"units": "degree", "long_name": "true gaze (simulation)"})
+        data["true_gaze"] = (
+            ("time", "axis"),
+            b["truth"],
+            {"units": "degree", "long_name": "true gaze (simulation)"},
+        )
     if raw.calibration is not None:
         data["calib_target"] = (
             ("time", "axis"),

@@ -45,8 +45,14 @@ def make_project(dest: Path, config: dict | None = None, sessions: str | None = 
     return dest
 
 
-def snakemake(project: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+def snakemake(
+    project: Path, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    full_env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(env or {}),
+    }
     proc = subprocess.run(
         [str(BIN / "snakemake"), "--cores", "2", *args],
         cwd=project,
@@ -55,7 +61,9 @@ def snakemake(project: Path, *args: str, check: bool = True, env: dict | None = 
         env=full_env,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 

@@ -62,7 +62,12 @@ def ensure_installed() -> None:
         raise SlurmUnavailable("slurm-wlm is not installed and installing it needs root")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
 
 
 def _pid(path: Path) -> int | None:
@@ -144,12 +149,18 @@ def one_node_cluster(tmp: Path):
                 time.sleep(0.1)
         deadline = time.time() + 60
         while time.time() < deadline:
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True)
+            out = subprocess.run(
+                ["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True
+            )
             if out.stdout.strip() in ("idle", "mix", "alloc"):
                 break
             time.sleep(1)
         else:
-            logs = "".join((tmp / f).read_text()[-1500:] for f in ("slurmctld.log", "slurmd.log") if (tmp / f).exists())
+            logs = "".join(
+                (tmp / f).read_text()[-1500:]
+                for f in ("slurmctld.log", "slurmd.log")
+                if (tmp / f).exists()
+            )
             raise SlurmUnavailable(f"the node did not come up: sinfo says {out.stdout!r}\n{logs}")
         yield env
     finally:

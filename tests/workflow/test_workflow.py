@@ -93,7 +93,14 @@ def test_rerun_after_deleting_one_fit_redoes_only_that_session(tmp_path, tiny_ru
     before = {s: (fits / f"{s}.nc").stat().st_mtime_ns for s in SESSIONS}
     (fits / "demo2.nc").unlink()
     counts = job_counts(snakemake(project, "-n").stdout)
-    assert counts == {"fit": 1, "export_nwb": 1, "figures_session": 1, "aggregate": 1, "figures_summary": 1, "all": 1}
+    assert counts == {
+        "fit": 1,
+        "export_nwb": 1,
+        "figures_session": 1,
+        "aggregate": 1,
+        "figures_summary": 1,
+        "all": 1,
+    }
     snakemake(project)
     assert (fits / "demo2.nc").exists()
     for s in ("demo1", "demo3"):
@@ -107,11 +114,31 @@ HEADER = "session\tpath\tformat\tsimulate\tppd\n"
     "config,sessions,message",
     [
         ({"fit": {"max_iter": "many"}}, None, r"'many' is not of type 'integer'"),
-        ({"fit": {"windw_k": 3.0}}, None, r"Additional properties are not allowed \('windw_k' was unexpected\)"),
-        ({"colour": "red"}, None, r"Additional properties are not allowed \('colour' was unexpected\)"),
-        (None, HEADER + "s1\tdata/missing.nwb\tnwb\tfalse\t20\n", r"field 'path': data/missing.nwb does not exist"),
-        (None, HEADER + "s1\tresources/demo/s1.nwb\tnwb\ttrue\tfast\n", r"'fast' is not of type 'number'"),
-        (None, HEADER + "s1\tresources/demo/s1.nwb\tzarr\ttrue\t20\n", r"'zarr' is not one of \['nwb', 'hdf5'\]"),
+        (
+            {"fit": {"windw_k": 3.0}},
+            None,
+            r"Additional properties are not allowed \('windw_k' was unexpected\)",
+        ),
+        (
+            {"colour": "red"},
+            None,
+            r"Additional properties are not allowed \('colour' was unexpected\)",
+        ),
+        (
+            None,
+            HEADER + "s1\tdata/missing.nwb\tnwb\tfalse\t20\n",
+            r"field 'path': data/missing.nwb does not exist",
+        ),
+        (
+            None,
+            HEADER + "s1\tresources/demo/s1.nwb\tnwb\ttrue\tfast\n",
+            r"'fast' is not of type 'number'",
+        ),
+        (
+            None,
+            HEADER + "s1\tresources/demo/s1.nwb\tzarr\ttrue\t20\n",
+            r"'zarr' is not one of \['nwb', 'hdf5'\]",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, config, sessions, message):
@@ -134,7 +161,9 @@ def test_every_config_key_is_documented_and_matches_the_code():
     from gazeem.ingest import IngestSettings
     from gazeem.simulate import SimulationConfig
 
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"]
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())[
+        "properties"
+    ]
     readme = (ROOT / "config" / "README.md").read_text()
     code = {
         "fit": set(GazeEM._param_names()) - {"response_model", "prior_weights", "progress"},

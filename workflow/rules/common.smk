@@ -2,6 +2,7 @@
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,10 @@ import gazeem
 
 # every rule has it as a param, so that a new gazeem version re-runs the pipeline
 GAZEEM_VERSION = gazeem.__version__
+
+# rules call the `gazeem` CLI installed beside the Python that runs Snakemake (.venv/bin);
+# SLURM job steps do not inherit the submitting shell's PATH, so every shell command sets it
+shell.prefix(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; ")
 
 
 validate(config, "../schemas/config.schema.yaml")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import xarray as xr
 
 from gazeem.device import resolve_device, resolve_dtype
@@ -31,7 +32,7 @@ _CHOICES = {
     "nonlinearity": ("exp", "softplus"),
     "offset": ("auto", "zero", "calibration"),
     "prior": ("uniform", "weights", "counts"),
-    "estep": ("exact", "mc"),
+    "estep": ("exact", "mc", "fast"),
     "mstep": ("lbfgs", "adam"),
 }
 
@@ -85,6 +86,13 @@ class GazeEM:
         support to them.
     num_samples
         Draws per fixation in Monte-Carlo mode.
+    fast_top_k
+        ``estep="fast"`` (stationary noise stimuli only): the log-likelihood's linear term,
+        summed over units, is one convolution per bin with the spike-weighted sum of the
+        receptive fields; the Poisson term ``Σ exp(drive)``, nearly the same at every cell
+        for such stimuli, is dropped; then the ``fast_top_k`` best cells of each fixation
+        are rescored exactly and carry the posterior. Not valid for natural images, whose
+        local statistics vary across the screen (see ``docs/performance.md``).
     window_k, window_min, window_max
         Window half-width ``clamp(ceil(window_k σ), window_min, window_max)`` cells.
     grid_margin_px
@@ -103,6 +111,10 @@ class GazeEM:
         Working memory per E-step chunk, and for caching M-step patches, MiB.
     random_state
         Seed for Monte-Carlo draws.
+    frames_in_memory
+        Load the stimulus into memory (``True``), read the frames each chunk needs from
+        the (lazily opened) dataset (``False``), or decide by size (``"auto"``: in memory
+        below 1 GiB). Reading lazily keeps an hour-long session's fit within a few GiB.
     response_model
         A custom :class:`~gazeem.models.response.ResponseModel` (fitted with the
         gradient M-step) instead of the built-in :class:`PoissonLN`.
@@ -141,6 +153,7 @@ class GazeEM:
         prior_pseudocount: float = 1.0,
         estep: str = "exact",
         num_samples: int = 64,
+        fast_top_k: int = 25,
         window_k: float = 4.0,
         window_min: int = 2,
         window_max: int = 40,
@@ -157,6 +170,7 @@ class GazeEM:
         chunk_mb: int = 256,
         cache_mb: int = 1024,
         random_state: int = 0,
+        frames_in_memory: str | bool = "auto",
         response_model: ResponseModel | None = None,
         progress: bool = False,
     ) -> None:
@@ -183,6 +197,7 @@ class GazeEM:
             "sigma_init": self.sigma_init,
             "window_k": self.window_k,
             "num_samples": self.num_samples,
+            "fast_top_k": self.fast_top_k,
             "chunk_mb": self.chunk_mb,
         }
         for name, v in positive.items():
@@ -192,6 +207,12 @@ class GazeEM:
             raise GazeemError(
                 f"need 0 <= window_min <= window_max, got {self.window_min}, {self.window_max}."
             )
+        if self.frames_in_memory not in ("auto", True, False):
+            raise GazeemError(
+                f"frames_in_memory must be 'auto', True or False, got {self.frames_in_memory!r}."
+            )
+        if self.estep == "fast" and self.response_model is not None:
+            raise GazeemError("estep='fast' needs the built-in PoissonLN response model.")
         if self.prior == "weights" and self.prior_weights is None:
             raise GazeemError(
                 "prior='weights' needs prior_weights of shape (grid_rows, grid_cols)."
@@ -206,7 +227,10 @@ class GazeEM:
         t_start = time.perf_counter()
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype)
-        data = GazeData.from_dataset(session, device, dtype)
+        in_memory = self.frames_in_memory
+        if in_memory == "auto":
+            in_memory = session["stimulus"].size * 4 < 2**30
+        data = GazeData.from_dataset(session, device, dtype, frames_in_memory=bool(in_memory))
         self._fit_data(data, session.attrs.get("session", "session"))
         self.device_ = str(device)
         self.wall_time_s_ = time.perf_counter() - t_start
@@ -350,7 +374,7 @@ class _GazeProblem:
         self.prior = prior
         self.response = response
         self.gen = gen
-        self.exact = est.estep == "exact"
+        self.exact = est.estep == "exact"  # Monte-Carlo and fast E-steps may lower the objective
         self.n_observations = int(data.fit_bins.numel())
         self._drawn_keys: torch.Tensor | None = None
         self.center_px = torch.as_tensor(data.geometry.center_px, dtype=torch.float64)
@@ -362,13 +386,17 @@ class _GazeProblem:
             self.tracker.sigma, est.window_k, est.window_min, est.window_max, self.grid
         )
         win = make_windows(self.data, self.tracker, self.grid, h, self._drawn_keys)
-        resp_ll = self.window_loglik(win)
         pos = self._tracker_positions(win)
-        log_joint = (
-            resp_ll
-            + self.tracker.log_prob(self.data.fix_reading, pos).to(resp_ll.device)
-            + self.prior.log_prob(win.cell_index.cpu()).to(resp_ll.device)
-        )
+        dev = self.data.counts.device
+        log_other = (
+            self.tracker.log_prob(self.data.fix_reading, pos)
+            + self.prior.log_prob(win.cell_index.cpu())
+        ).to(dev)
+        if est.estep == "fast":
+            resp_ll = self.window_loglik_fast(win, log_other)
+        else:
+            resp_ll = self.window_loglik(win)
+        log_joint = resp_ll + log_other
         log_joint = log_joint.masked_fill(~win.support, -torch.inf)
         log_q, log_marg = normalize_log(log_joint)
         draws = None
@@ -414,6 +442,54 @@ class _GazeProblem:
                 ll = window_ll(crops, d.counts[bins], positions)
                 acc.index_add_(0, f, ll.reshape(bins.numel(), k).to(torch.float64))
         return acc
+
+    def window_loglik_fast(self, win: Windows, log_other: torch.Tensor) -> torch.Tensor:
+        """``(F, K)``: approximate scores rank the cells, the best ``fast_top_k`` are exact.
+
+        Cells outside the rescored set get ``-inf`` (no posterior mass).
+        """
+        d = self.data
+        resp = self.response
+        p, lags = resp.patch_size, resp.n_lags
+        side = win.side
+        r = side - 1 + p
+        k = side * side
+        item = d.counts.element_size()
+        # grouped convolutions only run fast on large batches: at least 1024 bins a chunk
+        chunk = max(1024, self._chunk_bins(item * (lags * r * r + 2 * k + lags * p * p)))
+        approx = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
+        rf = resp.rf.detach()
+        with torch.no_grad():
+            for s in range(0, d.fit_bins.numel(), chunk):
+                bins = d.fit_bins[s : s + chunk]
+                t = bins.numel()
+                f = d.fixation[bins]
+                c = win.centers[f]
+                crops = gather_crops(
+                    d.frames,
+                    lagged_frame_index(d.frame, bins, lags),
+                    c[:, 1] - win.half - p // 2,
+                    c[:, 0] - win.half - p // 2,
+                    r,
+                )
+                # Σ_n y_tn (k_n · x) = (Σ_n y_tn k_n) · x: one kernel per bin
+                kern = (d.counts[bins] @ rf.flatten(1)).reshape(t, lags, p, p)
+                lin = F.conv2d(crops.reshape(1, t * lags, r, r), kern, groups=t)
+                approx.index_add_(0, f, lin.reshape(t, k).to(torch.float64))
+        score = (approx + log_other).masked_fill(~win.support, -torch.inf)
+        top = score.topk(min(int(self.est.fast_top_k), k), dim=1).indices
+        keep = torch.zeros_like(win.support)
+        keep.scatter_(1, top, True)
+        keep &= win.support
+        exact = torch.full(keep.shape, -torch.inf, dtype=torch.float64, device=keep.device)
+        exact[keep] = 0.0
+        bins, pf, pk = self._pairs(keep)
+        pos = win.cells[pf, pk]
+        with torch.no_grad():
+            for x, y, z, sl in self._pair_chunks(bins, pos):
+                ll = resp.log_likelihood(x, y, z).to(torch.float64)
+                exact.index_put_((pf[sl], pk[sl]), ll, accumulate=True)
+        return exact
 
     def _tracker_positions(self, win: Windows) -> torch.Tensor:
         """``(F, K, 2)`` centred-pixel positions for the tracker term (targets at calibration)."""
@@ -473,10 +549,9 @@ class _GazeProblem:
         )
         log.debug("response M-step: %s", info)
 
-    def _pair_batches(self, cells, weights, keep, cache: bool):
-        """A callable yielding ``(x, y, z, w)`` batches over all (bin, kept cell) pairs."""
+    def _pairs(self, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every (bin, kept cell) pair: bin index, fixation and window-cell index, ``(M,)`` each."""
         d = self.data
-        p, lags = self.response.patch_size, self.response.n_lags
         sup_f, sup_k = keep.nonzero(as_tuple=True)  # sorted by fixation
         n_sup = torch.bincount(sup_f, minlength=keep.shape[0])
         start = torch.cumsum(n_sup, 0) - n_sup
@@ -487,16 +562,16 @@ class _GazeProblem:
         first = torch.cumsum(reps, 0) - reps
         within = torch.arange(total, device=bins.device) - first.repeat_interleave(reps)
         sidx = start[fb].repeat_interleave(reps) + within
-        pf, pk = sup_f[sidx], sup_k[sidx]
-        pos = cells[pf, pk]
-        w = weights[pf, pk].to(d.counts.dtype)
-        item = d.counts.element_size()
-        per_pair = item * (lags * p * p + d.n_units * 4)
-        batch = self._chunk_bins(per_pair)
+        return bins, sup_f[sidx], sup_k[sidx]
 
-        def make(s: int):
-            b = bins[s : s + batch]
-            z = pos[s : s + batch]
+    def _pair_chunks(self, bins: torch.Tensor, pos: torch.Tensor):
+        """Patches, counts and positions of the pairs, a bounded chunk at a time."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        batch = self._chunk_bins(d.counts.element_size() * (lags * p * p + d.n_units * 4))
+        for s in range(0, bins.numel(), batch):
+            sl = slice(s, s + batch)
+            b, z = bins[sl], pos[sl]
             x = gather_crops(
                 d.frames,
                 lagged_frame_index(d.frame, b, lags),
@@ -504,13 +579,25 @@ class _GazeProblem:
                 z[:, 0] - p // 2,
                 p,
             )
-            return x, d.counts[b], z.to(d.counts.dtype), w[s : s + batch]
+            yield x, d.counts[b], z.to(d.counts.dtype), sl
 
-        starts = range(0, total, batch)
-        if cache and total * per_pair <= self.est.cache_mb * 2**20:
-            cached = [make(s) for s in starts]
+    def _pair_batches(self, cells, weights, keep, cache: bool):
+        """A callable yielding ``(x, y, z, w)`` batches over all (bin, kept cell) pairs."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        bins, pf, pk = self._pairs(keep)
+        pos = cells[pf, pk]
+        w = weights[pf, pk].to(d.counts.dtype)
+        per_pair = d.counts.element_size() * (lags * p * p + d.n_units * 4)
+
+        def make():
+            for x, y, z, sl in self._pair_chunks(bins, pos):
+                yield x, y, z, w[sl]
+
+        if cache and bins.numel() * per_pair <= self.est.cache_mb * 2**20:
+            cached = list(make())
             return lambda: iter(cached)
-        return lambda: (make(s) for s in starts)
+        return make
 
 
 def _calibrate(tracker: TrackerModel, data: GazeData) -> None:

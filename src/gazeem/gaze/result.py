@@ -178,7 +178,9 @@ def fit_to_dataset(est: GazeEM) -> xr.Dataset:
             "loglik_raw_trace": float(est.loglik_raw_),
             "loglik_corrected": float(est.loglik_corrected_),
             "n_spikes": int(est.n_spikes_),
-            "bits_per_spike_gain": float((est.loglik_corrected_ - est.loglik_raw_) / max(est.n_spikes_, 1) / np.log(2)),
+            "bits_per_spike_gain": float(
+                (est.loglik_corrected_ - est.loglik_raw_) / max(est.n_spikes_, 1) / np.log(2)
+            ),
             "em_warnings": "\n".join(est.state_.warnings),
             "ppd": float(ppd),
             "bin_s": float(sess.attrs["bin_s"]),
@@ -196,7 +198,9 @@ def _example_posteriors(est: GazeEM, geom, n_examples: int = 6) -> dict:
     regular = np.flatnonzero(~np.isfinite(data.fix_calib[:, 0].numpy()))
     if regular.size == 0:
         return {}
-    pick = regular[np.linspace(0, regular.size - 1, min(n_examples, regular.size)).round().astype(int)]
+    pick = regular[
+        np.linspace(0, regular.size - 1, min(n_examples, regular.size)).round().astype(int)
+    ]
     side = post.windows.side
     q = post.log_q.exp().cpu().numpy()[pick].reshape(-1, side, side)
     cells = post.windows.cells.cpu().numpy()[pick].astype(np.float64)  # (E, K, 2) stimulus pixels
@@ -206,20 +210,39 @@ def _example_posteriors(est: GazeEM, geom, n_examples: int = 6) -> dict:
     reading = geom.px_to_deg(data.fix_reading.numpy()[pick] + center)
     expected = geom.px_to_deg(est.tracker_.invert(data.fix_reading[pick]).numpy() + center)
     out = {
-        "example_fixation": (("example",), data.fix_ids[pick].astype(np.int64), {"long_name": "fixation id"}),
-        "example_q": (("example", "win_y", "win_x"), q, {"units": "1", "long_name": "posterior over window cells"}),
+        "example_fixation": (
+            ("example",),
+            data.fix_ids[pick].astype(np.int64),
+            {"long_name": "fixation id"},
+        ),
+        "example_q": (
+            ("example", "win_y", "win_x"),
+            q,
+            {"units": "1", "long_name": "posterior over window cells"},
+        ),
         "example_x": (("example", "win_x"), xs, {"units": "degree", "long_name": "window cell x"}),
         "example_y": (("example", "win_y"), ys, {"units": "degree", "long_name": "window cell y"}),
-        "example_reading": (("example", "axis"), reading, {"units": "degree", "long_name": "mean tracker reading"}),
+        "example_reading": (
+            ("example", "axis"),
+            reading,
+            {"units": "degree", "long_name": "mean tracker reading"},
+        ),
         "example_expected": (
             ("example", "axis"),
             expected,
-            {"units": "degree", "long_name": "gaze implied by the reading under the fitted tracker model"},
+            {
+                "units": "degree",
+                "long_name": "gaze implied by the reading under the fitted tracker model",
+            },
         ),
     }
     if "true_gaze" in est.session_:
         fix = data.fixation.cpu().numpy()
         tg = est.session_["true_gaze"].values
         truth = np.stack([tg[fix == f].mean(0) for f in pick])
-        out["example_truth"] = (("example", "axis"), truth, {"units": "degree", "long_name": "true gaze (mean)"})
+        out["example_truth"] = (
+            ("example", "axis"),
+            truth,
+            {"units": "degree", "long_name": "true gaze (mean)"},
+        )
     return out

@@ -144,7 +144,10 @@ def _read(nwb, io, path, meta, EyeTracking, ImageSeries) -> RawSession:
     frame_t = _timestamps(stim, frames.shape[0], path, sname)
 
     truth = None
-    if "ground_truth" in nwb.processing and "true_gaze" in nwb.processing["ground_truth"].data_interfaces:
+    if (
+        "ground_truth" in nwb.processing
+        and "true_gaze" in nwb.processing["ground_truth"].data_interfaces
+    ):
         pos = nwb.processing["ground_truth"]["true_gaze"]
         ts = pos.spatial_series["true_gaze"]
         tdata = np.asarray(ts.data[:], dtype=np.float64)
@@ -242,7 +245,9 @@ def session_to_nwb(
     if "true_gaze" in ds:
         from pynwb.behavior import Position
 
-        truth = nwb.create_processing_module("ground_truth", "the simulator's truth (not a recording)")
+        truth = nwb.create_processing_module(
+            "ground_truth", "the simulator's truth (not a recording)"
+        )
         truth.add(
             Position(
                 name="true_gaze",

@@ -1,0 +1,59 @@
+"""gazeem's GaussianMixture against scikit-learn: same data, same start, same number of steps."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from benchmarks.common import md_table
+
+
+def run(n: int = 200_000, k: int = 8, dims=(2, 25), n_iter: int = 20, seed: int = 0) -> list[dict]:
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    from gazeem.mixtures import GaussianMixture
+
+    rows = []
+    rng = np.random.default_rng(seed)
+    for d in dims:
+        centres = rng.normal(0, 4, size=(k, d))
+        X = centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))
+        init = dict(
+            weights_init=np.full(k, 1 / k),
+            means_init=X[rng.choice(n, k, replace=False)],
+            precisions_init=np.repeat(np.eye(d)[None], k, axis=0),
+        )
+        kw = dict(covariance_type="full", tol=0, max_iter=n_iter, **init)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = time.perf_counter()
+            sk = SkGMM(k, **kw).fit(X)
+            t_sk = time.perf_counter() - t
+            t = time.perf_counter()
+            gz = GaussianMixture(k, device="cpu", **kw).fit(X)
+            t_gz = time.perf_counter() - t
+        rows.append(
+            {
+                "d": d,
+                "N": n,
+                "K": k,
+                "iterations": n_iter,
+                "scikit-learn (s)": t_sk,
+                "gazeem (s)": t_gz,
+                "sklearn / gazeem": t_sk / t_gz,
+                "final log-lik sklearn": sk.score(X),
+                "final log-lik gazeem": gz.lower_bound_,
+                "rel. difference": abs(gz.lower_bound_ - sk.score(X)) / abs(sk.score(X)),
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    return md_table(rows)
+
+
+if __name__ == "__main__":
+    print(markdown(run()))

@@ -1,0 +1,77 @@
+"""The convolutional E-step against the straightforward reference, and the fast mode."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from gazeem.gaze.model import GazeEM, _GazeProblem
+from gazeem.gaze.reference import reference_window_loglik
+from gazeem.simulate import simulate_session
+
+SIM = dict(
+    n_bins=1500,
+    n_units=10,
+    patch_size=14,
+    stim_rows=44,
+    stim_cols=44,
+    rf_sigma_px=(1.8, 2.4),
+    gaze_range_px=10.0,
+    n_lags=2,
+    lag_weights=(1.0, 0.4),
+)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    ds = simulate_session(seed=4, **SIM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exact = GazeEM(
+            patch_size=14, n_lags=2, window_k=3.0, max_iter=6, device="cpu", dtype="float64"
+        ).fit(ds)
+    return ds, exact
+
+
+def problem_of(est):
+    return _GazeProblem(est, est.data_, est.grid_, est.tracker_, est.prior_, est.response_, None)
+
+
+def test_conv_e_step_equals_the_reference_implementation(fitted):
+    _, est = fitted
+    win = est.posterior_.windows
+    conv = problem_of(est).window_loglik(win)
+    ref = reference_window_loglik(est.data_, est.response_, win)
+    torch.testing.assert_close(conv, ref, rtol=1e-10, atol=1e-8)
+
+
+def test_fast_mode_rescores_its_top_cells_exactly(fitted):
+    _, est = fitted
+    prob = problem_of(est)
+    win = est.posterior_.windows
+    exact = prob.window_loglik(win)
+    fast = prob.window_loglik_fast(win, torch.zeros_like(exact))
+    kept = torch.isfinite(fast)
+    assert int(kept.sum(1).max()) == est.fast_top_k == 25
+    torch.testing.assert_close(fast[kept], exact[kept], rtol=1e-10, atol=1e-8)
+    # the cells it keeps hold nearly all of the exact posterior's mass
+    q = torch.softmax(exact, dim=1)
+    assert float(q.masked_fill(~kept, 0).sum(1).min()) > 0.99
+
+
+def test_fast_mode_posterior_means_match_exact_em(fitted):
+    ds, exact = fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = GazeEM(
+            patch_size=14,
+            n_lags=2,
+            window_k=3.0,
+            max_iter=6,
+            device="cpu",
+            dtype="float64",
+            estep="fast",
+        ).fit(ds)
+    d = fast.gaze_per_bin()["mean"] - exact.gaze_per_bin()["mean"]
+    assert np.sqrt(np.nanmean((d**2).sum(1))) < 0.1  # pixels
