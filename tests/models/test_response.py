@@ -70,3 +70,22 @@ def test_bias_initialisation_matches_mean_rate():
         x = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
         rate = torch.exp(m.drive(x)) if nl == "exp" else torch.nn.functional.softplus(m.drive(x))
         torch.testing.assert_close(rate[0], torch.tensor([0.2, 1.5], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("nonlinearity", ["exp", "softplus"])
+def test_analytic_m_step_gradient_equals_autograd(nonlinearity):
+    m = random_model(nonlinearity, n_units=3, p=5, lags=2, seed=4)
+    rng = np.random.default_rng(5)
+    x = torch.as_tensor(rng.normal(size=(40, 2, 5, 5)))
+    y = torch.as_tensor(rng.poisson(1.0, size=(40, 3)).astype(float))
+    w = torch.as_tensor(rng.uniform(0.1, 1.0, size=40))
+    loss = -(w * m.log_likelihood(x, y, torch.zeros(40, 2))).sum() * 0.01
+    loss.backward()
+    auto = (m.rf.grad.clone(), m.bias.grad.clone())
+    m.rf.grad = m.bias.grad = None
+    value = m.accumulate_weighted_loss(x, y, w, 0.01)
+    torch.testing.assert_close(m.rf.grad, auto[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(m.bias.grad, auto[1], rtol=1e-10, atol=1e-12)
+    # the same loss up to the constant Σ w log y!
+    const = 0.01 * float((w[:, None] * torch.lgamma(y + 1)).sum())
+    assert value == pytest.approx(float(loss.detach()) - const, rel=1e-10)

@@ -103,6 +103,13 @@ class GazeEM:
         Budgets of the gradient M-step.
     prune_mass
         Posterior mass per fixation that the M-step may drop (smallest cells first).
+    mstep_max_cells
+        When a fixation's posterior still spreads over more cells than this (early
+        iterations), L-BFGS fits the response on its ``mstep_max_cells`` most probable
+        cells (renormalised). The exact expected log-likelihood over the whole pruned
+        support is then compared before and after, and the step is halved until it rises
+        (a generalised EM step; the objective still never falls). This bounds the
+        M-step's many passes to that many cells per bin.
     tol, max_iter
         Convergence: stop when the objective changes by less than ``tol`` nats per bin.
     device, dtype
@@ -163,6 +170,7 @@ class GazeEM:
         adam_steps: int = 300,
         adam_lr: float = 0.02,
         prune_mass: float = 1e-6,
+        mstep_max_cells: int = 32,
         tol: float = 1e-5,
         max_iter: int = 50,
         device: str = "auto",
@@ -199,6 +207,7 @@ class GazeEM:
             "num_samples": self.num_samples,
             "fast_top_k": self.fast_top_k,
             "chunk_mb": self.chunk_mb,
+            "mstep_max_cells": self.mstep_max_cells,
         }
         for name, v in positive.items():
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
@@ -539,15 +548,60 @@ class _GazeProblem:
 
     def _fit_response(self, cells: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor) -> None:
         est = self.est
+        cap = int(est.mstep_max_cells)
+        if int(keep.sum(1).max()) <= cap:
+            self._maximize(self._pair_batches(cells, weights, keep, cache=True))
+            return
+        # broad posteriors: optimise on the most probable cells, then check exactly
+        w_kept = torch.where(keep, weights, torch.zeros_like(weights))
+        top = w_kept.topk(cap, dim=1)
+        small = torch.zeros_like(keep).scatter_(1, top.indices, True) & keep
+        w_small = torch.where(small, weights, torch.zeros_like(weights))
+        w_small = w_small * (
+            w_kept.sum(1, keepdim=True) / w_small.sum(1, keepdim=True).clamp_min(1e-300)
+        )
+        full = self._pair_batches(cells, weights, keep, cache=False)
+        before = [p.detach().clone() for p in self.response.parameters()]
+        q_before = self._expected_objective(full)
+        self._maximize(self._pair_batches(cells, w_small, small, cache=True))
+        after = [p.detach().clone() for p in self.response.parameters()]
+        step = 1.0
+        while True:
+            q_after = self._expected_objective(full)
+            if q_after >= q_before or step < 1 / 64:
+                break
+            step /= 2
+            with torch.no_grad():
+                for p, a, b in zip(self.response.parameters(), before, after, strict=True):
+                    p.copy_(a + step * (b - a))
+        if q_after < q_before:  # no improving step found: keep the old parameters
+            with torch.no_grad():
+                for p, a in zip(self.response.parameters(), before, strict=True):
+                    p.copy_(a)
+        log.debug(
+            "capped M-step: Q %.6g -> %.6g (step %.3g)", q_before, max(q_after, q_before), step
+        )
+
+    def _maximize(self, batches) -> None:
+        est = self.est
         info = maximize_weighted(
             self.response,
-            self._pair_batches(cells, weights, keep, cache=True),
+            batches,
             method=est.mstep,
             max_iter=est.mstep_max_iter,
             adam_steps=est.adam_steps,
             adam_lr=est.adam_lr,
         )
         log.debug("response M-step: %s", info)
+
+    def _expected_objective(self, batches) -> float:
+        """``Σ_pairs w · log p(y | x, z) + log_penalty`` at the current parameters (nats)."""
+        total = 0.0
+        with torch.no_grad():
+            for x, y, z, w in batches():
+                total += float((w * self.response.log_likelihood(x, y, z)).sum())
+            total += float(self.response.log_penalty())
+        return total
 
     def _pairs(self, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every (bin, kept cell) pair: bin index, fixation and window-cell index, ``(M,)`` each."""

@@ -37,10 +37,7 @@ def estimate_gaussian_parameters(
     d = X.shape[1]
     eye = torch.eye(d, dtype=X.dtype, device=X.device)
     if covariance_type == "full":
-        cov = torch.empty((len(nk), d, d), dtype=X.dtype, device=X.device)
-        for k in range(len(nk)):
-            diff = X - means[k]
-            cov[k] = (resp[:, k, None] * diff).T @ diff / nk[k] + reg_covar * eye
+        cov = _full_covariances(X, resp, nk, means) + reg_covar * eye
     elif covariance_type == "tied":
         cov = (X.T @ X - (nk[:, None] * means).T @ means) / nk.sum() + reg_covar * eye
     else:
@@ -49,6 +46,35 @@ def estimate_gaussian_parameters(
         if covariance_type == "spherical":
             cov = cov.mean(1)
     return nk, means, cov
+
+
+def _full_covariances(
+    X: torch.Tensor, resp: torch.Tensor, nk: torch.Tensor, means: torch.Tensor, chunk: int = 16384
+) -> torch.Tensor:
+    """``Σ_k = Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ / n_k`` for every component, ``(K, d, d)``.
+
+    float64: one GEMM for all components per chunk of samples, about the global mean
+    ``c``, then ``Σ_k = S_k / n_k − (μ_k − c)(μ_k − c)ᵀ``. The rounding error grows as
+    ``eps · (|μ_k − c| / σ_k)²``, about 1e-12 even for components 100 SDs from the
+    mean. float32 keeps the per-component centred sums, which lose nothing to that.
+    """
+    n, d = X.shape
+    k = nk.shape[0]
+    if X.dtype == torch.float64:
+        c = X.mean(0)
+        S = torch.zeros((d, k * d), dtype=X.dtype, device=X.device)
+        for s in range(0, n, chunk):
+            xc = X[s : s + chunk] - c
+            S += xc.T @ (resp[s : s + chunk, :, None] * xc[:, None, :]).reshape(-1, k * d)
+        S = S.reshape(d, k, d).permute(1, 0, 2) / nk[:, None, None]
+        m = means - c
+        return S - m[:, :, None] * m[:, None, :]
+    cov = torch.empty((k, d, d), dtype=X.dtype, device=X.device)
+    xt = X.T.contiguous()
+    for j in range(k):
+        dt = xt - means[j][:, None]
+        cov[j] = (dt * resp[:, j]) @ dt.T / nk[j]
+    return cov
 
 
 def precision_cholesky(cov: torch.Tensor, covariance_type: str, reg_covar: float) -> torch.Tensor:
@@ -153,7 +179,7 @@ class GaussianMixture(BaseMixture):
         random_state: int | None = None,
         device: str = "auto",
         dtype: str = "float64",
-        chunk_size: int = 65536,
+        chunk_size: int = 8192,
     ) -> None:
         super().__init__(
             n_components,

@@ -1,0 +1,56 @@
+"""Where the time of a fit goes: cProfile of one demo-sized fit, top functions by own time."""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import warnings
+
+from benchmarks.common import md_table
+from gazeem.gaze.model import GazeEM
+from gazeem.simulate import simulate_session
+
+
+def run(n_bins: int = 4000) -> list[dict]:
+    ds = simulate_session(
+        n_bins=n_bins,
+        n_units=20,
+        patch_size=16,
+        stim_rows=48,
+        stim_cols=48,
+        rf_sigma_px=(1.8, 2.6),
+        gaze_range_px=14.0,
+        seed=1,
+    )
+    est = GazeEM(patch_size=16, window_k=3.0, max_iter=8, tol=0, device="cpu")
+    prof = cProfile.Profile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof.enable()
+        est.fit(ds)
+        prof.disable()
+    stats = pstats.Stats(prof)
+    total = sum(v[2] for v in stats.stats.values())
+    rows = []
+    for (file, line, fn), (cc, nc, tt, ct, _) in sorted(
+        stats.stats.items(), key=lambda kv: -kv[1][2]
+    )[:10]:
+        rows.append(
+            {
+                "function": f"{Path(file).name}:{line}({fn})",
+                "own time (s)": tt,
+                "share": f"{tt / total:.0%}",
+                "calls": nc,
+            }
+        )
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    return md_table(rows)
+
+
+from pathlib import Path  # noqa: E402
+
+if __name__ == "__main__":
+    print(markdown(run()))
