@@ -41,7 +41,8 @@ INGEST = """
 import sys
 from gazeem.ingest import IngestSettings, ingest_session
 from gazeem.io.sessions import SessionMeta
-ingest_session(SessionMeta(session="long", path=sys.argv[1], format="nwb", ppd=32.0), sys.argv[2], IngestSettings(gaze_margin_deg=2.0))
+meta = SessionMeta(session="long", path=sys.argv[1], format="nwb", ppd=32.0)
+ingest_session(meta, sys.argv[2], IngestSettings(gaze_margin_deg=2.0))
 """
 
 FIT = """

@@ -32,7 +32,7 @@ def run(n_bins: int = 4000) -> list[dict]:
     stats = pstats.Stats(prof)
     total = sum(v[2] for v in stats.stats.values())
     rows = []
-    for (file, line, fn), (cc, nc, tt, ct, _) in sorted(
+    for (file, line, fn), (_cc, nc, tt, _ct, _) in sorted(
         stats.stats.items(), key=lambda kv: -kv[1][2]
     )[:10]:
         rows.append(

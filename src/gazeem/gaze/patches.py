@@ -26,6 +26,15 @@ class FrameSource:
         if self._in_memory:
             self._frames = frames.to(device=device, dtype=dtype)
 
+    @property
+    def in_memory(self) -> bool:
+        return self._in_memory
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """The whole stimulus ``(n_frames, rows, cols)`` (in-memory sources only)."""
+        return self._frames
+
     def get(self, index: torch.Tensor) -> torch.Tensor:
         """Frames at ``index (k,)`` (all >= 0), as ``(k, rows, cols)`` on the device."""
         if self._in_memory:
@@ -77,10 +86,15 @@ def gather_crops(
     t, n_lags = frame_index.shape
     rows_total, cols_total = frames.shape[1], frames.shape[2]
     dev = frames.device
-    flat = frame_index.reshape(-1)
+    flat = frame_index.reshape(-1).to(dev)
     shown = flat >= 0
-    uniq, inv = torch.unique(flat.clamp_min(0), return_inverse=True)
-    block = frames.get(uniq)  # (U, rows, cols)
+    if frames.in_memory:
+        # index the crops straight out of the stimulus: no copy of whole frames, so the
+        # cost does not grow with the size of the screen
+        block, inv = frames.tensor, flat.clamp_min(0)
+    else:
+        uniq, inv = torch.unique(flat.clamp_min(0), return_inverse=True)
+        block = frames.get(uniq)  # (U, rows, cols): whole frames, read once per chunk
     ar = torch.arange(size, device=dev)
     rows = top.to(dev)[:, None] + ar[None, :]  # (T, size)
     cols = left.to(dev)[:, None] + ar[None, :]
