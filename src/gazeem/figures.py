@@ -262,13 +262,19 @@ def fig_truth(fit: xr.Dataset):
 
 
 # -- across sessions -------------------------------------------------------------------------
+def _session_bars(ax, params: xr.Dataset, var: str, ylabel: str, title: str) -> None:
+    """One bar per session of ``params[var]``."""
+    s = params["session"].values
+    ax.bar(range(len(s)), params[var].values, color=CORR)
+    ax.set_xticks(range(len(s)), s, rotation=45, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+
+
 def fig_tracker(params: xr.Dataset):
     fig, axes = plt.subplots(1, 2, figsize=(5.5, 2.4))
     s = params["session"].values
-    axes[0].bar(range(len(s)), params["sigma_deg"].values, color=CORR)
-    axes[0].set_xticks(range(len(s)), s, rotation=45, ha="right")
-    axes[0].set_ylabel("tracker σ (deg)")
-    axes[0].set_title("Tracker noise per session")
+    _session_bars(axes[0], params, "sigma_deg", "tracker σ (deg)", "Tracker noise per session")
     axes[1].scatter(params["offset_x_deg"].values, params["offset_y_deg"].values, color=CORR, s=12)
     for i, name in enumerate(s):
         axes[1].annotate(
@@ -286,11 +292,13 @@ def fig_tracker(params: xr.Dataset):
 
 def fig_rf_improvement(params: xr.Dataset):
     fig, axes = plt.subplots(1, 2, figsize=(5.5, 2.4))
-    s = params["session"].values
-    axes[0].bar(range(len(s)), params["bits_per_spike_gain"].values, color=CORR)
-    axes[0].set_xticks(range(len(s)), s, rotation=45, ha="right")
-    axes[0].set_ylabel("gain (bits / spike)")
-    axes[0].set_title("Response log-likelihood gain over the raw-trace fit")
+    _session_bars(
+        axes[0],
+        params,
+        "bits_per_spike_gain",
+        "gain (bits / spike)",
+        "Response log-likelihood gain over the raw-trace fit",
+    )
     if "rf_size_deg" in params:
         before, after = params["initial_rf_size_deg"].values, params["rf_size_deg"].values
         lim = float(np.nanmax(np.r_[before, after])) * 1.1

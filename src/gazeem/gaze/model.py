@@ -430,7 +430,8 @@ class _GazeProblem:
         r = side - 1 + p
         k = side * side
         item = d.counts.element_size()
-        chunk = self._chunk_bins(item * (3 * d.n_units * k + lags * r * r + 2 * k))
+        frame_bytes = lags * d.frames.bytes_per_frame_read()  # each bin may need new frames
+        chunk = self._chunk_bins(item * (3 * d.n_units * k + lags * r * r + 2 * k) + frame_bytes)
         acc = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
         window_ll = getattr(self.response, "window_log_likelihood", None) or (
             lambda c, y, z: ResponseModel.window_log_likelihood(self.response, c, y, z)
@@ -465,7 +466,10 @@ class _GazeProblem:
         k = side * side
         item = d.counts.element_size()
         # grouped convolutions only run fast on large batches: at least 1024 bins a chunk
-        chunk = max(1024, self._chunk_bins(item * (lags * r * r + 2 * k + lags * p * p)))
+        frame_bytes = lags * d.frames.bytes_per_frame_read()
+        chunk = max(
+            1024, self._chunk_bins(item * (lags * r * r + 2 * k + lags * p * p) + frame_bytes)
+        )
         approx = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
         rf = resp.rf.detach()
         with torch.no_grad():
@@ -492,12 +496,10 @@ class _GazeProblem:
         keep &= win.support
         exact = torch.full(keep.shape, -torch.inf, dtype=torch.float64, device=keep.device)
         exact[keep] = 0.0
-        bins, pf, pk = self._pairs(keep)
-        pos = win.cells[pf, pk]
         with torch.no_grad():
-            for x, y, z, sl in self._pair_chunks(bins, pos):
+            for x, y, z, pf, pk in self._pair_chunks(keep, win.cells):
                 ll = resp.log_likelihood(x, y, z).to(torch.float64)
-                exact.index_put_((pf[sl], pk[sl]), ll, accumulate=True)
+                exact.index_put_((pf, pk), ll, accumulate=True)
         return exact
 
     def _tracker_positions(self, win: Windows) -> torch.Tensor:
@@ -603,52 +605,84 @@ class _GazeProblem:
             total += float(self.response.log_penalty())
         return total
 
-    def _pairs(self, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every (bin, kept cell) pair: bin index, fixation and window-cell index, ``(M,)`` each."""
-        d = self.data
-        sup_f, sup_k = keep.nonzero(as_tuple=True)  # sorted by fixation
-        n_sup = torch.bincount(sup_f, minlength=keep.shape[0])
-        start = torch.cumsum(n_sup, 0) - n_sup
-        fb = d.fixation[d.fit_bins]
-        reps = n_sup[fb]
-        total = int(reps.sum())
-        bins = d.fit_bins.repeat_interleave(reps)
-        first = torch.cumsum(reps, 0) - reps
-        within = torch.arange(total, device=bins.device) - first.repeat_interleave(reps)
-        sidx = start[fb].repeat_interleave(reps) + within
-        return bins, sup_f[sidx], sup_k[sidx]
-
-    def _pair_chunks(self, bins: torch.Tensor, pos: torch.Tensor):
-        """Patches, counts and positions of the pairs, a bounded chunk at a time."""
+    def _pair_batch_size(self) -> int:
+        """Pairs per chunk: patches, counts and, for lazily read frames, the frames they touch."""
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
-        batch = self._chunk_bins(d.counts.element_size() * (lags * p * p + d.n_units * 4))
-        for s in range(0, bins.numel(), batch):
-            sl = slice(s, s + batch)
-            b, z = bins[sl], pos[sl]
-            x = gather_crops(
-                d.frames,
-                lagged_frame_index(d.frame, b, lags),
-                z[:, 1] - p // 2,
-                z[:, 0] - p // 2,
-                p,
+        per_pair = (
+            d.counts.element_size() * (lags * p * p + d.n_units * 4)
+            + lags * d.frames.bytes_per_frame_read()
+        )
+        return self._chunk_bins(per_pair)
+
+    def _pair_blocks(self, keep: torch.Tensor):
+        """Every (bin, kept cell) pair, a block of whole fixations at a time.
+
+        Yields ``(bins, fixation, cell)`` index tensors ``(M_block,)``; a block holds at
+        most one batch of pairs (or one fixation), so memory does not grow with the
+        session even while posteriors are broad.
+        """
+        d = self.data
+        n_fix = keep.shape[0]
+        fb = d.fixation[d.fit_bins]  # sorted by fixation
+        n_bins = torch.bincount(fb, minlength=n_fix)
+        bin_start = torch.cumsum(n_bins, 0) - n_bins
+        n_sup = keep.sum(1)
+        cum = torch.cumsum(n_sup * n_bins, 0).cpu()
+        batch = self._pair_batch_size()
+        a = 0
+        while a < n_fix:
+            done = int(cum[a - 1]) if a else 0
+            b = int(torch.searchsorted(cum, torch.tensor(done + batch), right=True))
+            b = min(max(b, a + 1), n_fix)
+            lo, hi = int(bin_start[a]), int(bin_start[b - 1] + n_bins[b - 1])
+            bins = d.fit_bins[lo:hi]
+            sup_f, sup_k = keep[a:b].nonzero(as_tuple=True)
+            ns = torch.bincount(sup_f, minlength=b - a)
+            start = torch.cumsum(ns, 0) - ns
+            local = fb[lo:hi] - a
+            reps = ns[local]
+            first = torch.cumsum(reps, 0) - reps
+            within = torch.arange(int(reps.sum()), device=bins.device) - first.repeat_interleave(
+                reps
             )
-            yield x, d.counts[b], z.to(d.counts.dtype), sl
+            sidx = start[local].repeat_interleave(reps) + within
+            yield bins.repeat_interleave(reps), sup_f[sidx] + a, sup_k[sidx]
+            a = b
+
+    def _pair_chunks(self, keep: torch.Tensor, cells: torch.Tensor):
+        """Patches, counts, positions and (fixation, cell) indices of every kept pair, by chunk."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        batch = self._pair_batch_size()
+        for bins_all, pf_all, pk_all in self._pair_blocks(keep):
+            for s in range(0, bins_all.numel(), batch):
+                b, pf, pk = bins_all[s : s + batch], pf_all[s : s + batch], pk_all[s : s + batch]
+                z = cells[pf, pk]
+                x = gather_crops(
+                    d.frames,
+                    lagged_frame_index(d.frame, b, lags),
+                    z[:, 1] - p // 2,
+                    z[:, 0] - p // 2,
+                    p,
+                )
+                yield x, d.counts[b], z.to(d.counts.dtype), pf, pk
 
     def _pair_batches(self, cells, weights, keep, cache: bool):
         """A callable yielding ``(x, y, z, w)`` batches over all (bin, kept cell) pairs."""
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
-        bins, pf, pk = self._pairs(keep)
-        pos = cells[pf, pk]
-        w = weights[pf, pk].to(d.counts.dtype)
+        n_pairs = int(
+            (keep.sum(1) * torch.bincount(d.fixation[d.fit_bins], minlength=keep.shape[0])).sum()
+        )
         per_pair = d.counts.element_size() * (lags * p * p + d.n_units * 4)
+        w_all = weights.to(d.counts.dtype)
 
         def make():
-            for x, y, z, sl in self._pair_chunks(bins, pos):
-                yield x, y, z, w[sl]
+            for x, y, z, pf, pk in self._pair_chunks(keep, cells):
+                yield x, y, z, w_all[pf, pk]
 
-        if cache and bins.numel() * per_pair <= self.est.cache_mb * 2**20:
+        if cache and n_pairs * per_pair <= self.est.cache_mb * 2**20:
             cached = list(make())
             return lambda: iter(cached)
         return make

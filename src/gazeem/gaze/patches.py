@@ -41,9 +41,20 @@ class FrameSource:
             return self._frames[index]
         idx = index.cpu().numpy()
         uniq, inverse = np.unique(idx, return_inverse=True)
-        block = np.asarray(self._frames[uniq])
-        out = torch.from_numpy(block).to(device=self.device, dtype=self.dtype)
-        return out[torch.from_numpy(inverse.reshape(-1)).to(self.device)]
+        block = torch.from_numpy(np.asarray(self._frames[uniq])).to(
+            device=self.device, dtype=self.dtype
+        )
+        if (
+            uniq.size == idx.size
+        ):  # already unique and sorted (as gather_crops asks): no second copy
+            return block
+        return block[torch.from_numpy(inverse.reshape(-1)).to(self.device)]
+
+    def bytes_per_frame_read(self) -> int:
+        """Memory a chunk needs per distinct frame it touches: 0 in memory, a frame otherwise."""
+        if self._in_memory:
+            return 0
+        return int(np.prod(self.shape[1:])) * torch.empty((), dtype=self.dtype).element_size()
 
 
 def lagged_frame_index(frame: torch.Tensor, bins: torch.Tensor, n_lags: int) -> torch.Tensor:
