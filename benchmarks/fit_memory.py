@@ -57,9 +57,20 @@ print(json.dumps({"rc": rc, "fit_s": time.perf_counter() - t,
 """
 
 
+WRITE = """
+import sys
+from pathlib import Path
+from benchmarks.fit_memory import write_long_session
+write_long_session(Path(sys.argv[1]), float(sys.argv[2]))
+"""
+
+
 def measure(minutes: float, workdir: Path) -> dict:
     src, ses, fit = (workdir / f"m{minutes:g}.{ext}" for ext in ("nwb", "nc", "fit.nc"))
-    write_long_session(src, minutes)
+    # every step in its own process: on Linux a child's ru_maxrss starts at its parent's
+    # RSS at fork (it survives execve), so the parent must stay small
+    root = str(Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", WRITE, str(src), str(minutes)], check=True, capture_output=True, cwd=root)
     subprocess.run(
         [sys.executable, "-c", INGEST, str(src), str(ses)], check=True, capture_output=True
     )
