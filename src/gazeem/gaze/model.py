@@ -437,21 +437,30 @@ class _GazeProblem:
             lambda c, y, z: ResponseModel.window_log_likelihood(self.response, c, y, z)
         )
         with torch.no_grad():
-            for s in range(0, d.fit_bins.numel(), chunk):
-                bins = d.fit_bins[s : s + chunk]
-                f = d.fixation[bins]
-                c = win.centers[f]
-                crops = gather_crops(
-                    d.frames,
-                    lagged_frame_index(d.frame, bins, lags),
-                    c[:, 1] - win.half - p // 2,
-                    c[:, 0] - win.half - p // 2,
-                    r,
-                )
+            for bins, f, crops in self._window_crops(win, chunk):
                 positions = win.cells[f].to(d.counts.dtype)
                 ll = window_ll(crops, d.counts[bins], positions)
                 acc.index_add_(0, f, ll.reshape(bins.numel(), k).to(torch.float64))
         return acc
+
+    def _window_crops(self, win: Windows, chunk: int):
+        """For each chunk of fitted bins: ``(bins, fixation, crops (T, lags, R, R))``.
+
+        A crop covers its fixation's window plus the patch around every cell.
+        """
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        r = win.side - 1 + p
+        for s in range(0, d.fit_bins.numel(), chunk):
+            bins = d.fit_bins[s : s + chunk]
+            f = d.fixation[bins]
+            c = win.centers[f]
+            top, left = c[:, 1] - win.half - p // 2, c[:, 0] - win.half - p // 2
+            yield (
+                bins,
+                f,
+                gather_crops(d.frames, lagged_frame_index(d.frame, bins, lags), top, left, r),
+            )
 
     def window_loglik_fast(self, win: Windows, log_other: torch.Tensor) -> torch.Tensor:
         """``(F, K)``: approximate scores rank the cells, the best ``fast_top_k`` are exact.
@@ -473,18 +482,8 @@ class _GazeProblem:
         approx = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
         rf = resp.rf.detach()
         with torch.no_grad():
-            for s in range(0, d.fit_bins.numel(), chunk):
-                bins = d.fit_bins[s : s + chunk]
+            for bins, f, crops in self._window_crops(win, chunk):
                 t = bins.numel()
-                f = d.fixation[bins]
-                c = win.centers[f]
-                crops = gather_crops(
-                    d.frames,
-                    lagged_frame_index(d.frame, bins, lags),
-                    c[:, 1] - win.half - p // 2,
-                    c[:, 0] - win.half - p // 2,
-                    r,
-                )
                 # Σ_n y_tn (k_n · x) = (Σ_n y_tn k_n) · x: one kernel per bin
                 kern = (d.counts[bins] @ rf.flatten(1)).reshape(t, lags, p, p)
                 lin = F.conv2d(crops.reshape(1, t * lags, r, r), kern, groups=t)
