@@ -70,7 +70,12 @@ def measure(minutes: float, workdir: Path) -> dict:
     # every step in its own process: on Linux a child's ru_maxrss starts at its parent's
     # RSS at fork (it survives execve), so the parent must stay small
     root = str(Path(__file__).resolve().parents[1])
-    subprocess.run([sys.executable, "-c", WRITE, str(src), str(minutes)], check=True, capture_output=True, cwd=root)
+    subprocess.run(
+        [sys.executable, "-c", WRITE, str(src), str(minutes)],
+        check=True,
+        capture_output=True,
+        cwd=root,
+    )
     subprocess.run(
         [sys.executable, "-c", INGEST, str(src), str(ses)], check=True, capture_output=True
     )

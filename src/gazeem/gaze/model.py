@@ -496,8 +496,8 @@ class _GazeProblem:
         exact = torch.full(keep.shape, -torch.inf, dtype=torch.float64, device=keep.device)
         exact[keep] = 0.0
         with torch.no_grad():
-            for x, y, z, pf, pk in self._pair_chunks(keep, win.cells):
-                ll = resp.log_likelihood(x, y, z).to(torch.float64)
+            for x, b, z, pf, pk in self._pair_chunks(keep, win.cells):
+                ll = resp.log_likelihood(x, self.data.counts[b], z).to(torch.float64)
                 exact.index_put_((pf, pk), ll, accumulate=True)
         return exact
 
@@ -650,7 +650,7 @@ class _GazeProblem:
             a = b
 
     def _pair_chunks(self, keep: torch.Tensor, cells: torch.Tensor):
-        """Patches, counts, positions and (fixation, cell) indices of every kept pair, by chunk."""
+        """Patches, bins, positions and (fixation, cell) indices of every kept pair, by chunk."""
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
         batch = self._pair_batch_size()
@@ -665,7 +665,7 @@ class _GazeProblem:
                     z[:, 0] - p // 2,
                     p,
                 )
-                yield x, d.counts[b], z.to(d.counts.dtype), pf, pk
+                yield x, b, z.to(d.counts.dtype), pf, pk
 
     def _pair_batches(self, cells, weights, keep, cache: bool):
         """A callable yielding ``(x, y, z, w)`` batches over all (bin, kept cell) pairs."""
@@ -674,17 +674,20 @@ class _GazeProblem:
         n_pairs = int(
             (keep.sum(1) * torch.bincount(d.fixation[d.fit_bins], minlength=keep.shape[0])).sum()
         )
-        per_pair = d.counts.element_size() * (lags * p * p + d.n_units * 4)
+        # a cached pair holds its patch, its bin (counts are looked up, not copied: they
+        # would take more room than the patch), its position and its weight
+        per_pair = d.counts.element_size() * (lags * p * p + 3) + 8
         w_all = weights.to(d.counts.dtype)
+        counts = d.counts
 
         def make():
-            for x, y, z, pf, pk in self._pair_chunks(keep, cells):
-                yield x, y, z, w_all[pf, pk]
+            for x, b, z, pf, pk in self._pair_chunks(keep, cells):
+                yield x, b, z, w_all[pf, pk]
 
         if cache and n_pairs * per_pair <= self.est.cache_mb * 2**20:
             cached = list(make())
-            return lambda: iter(cached)
-        return make
+            return lambda: ((x, counts[b], z, w) for x, b, z, w in cached)
+        return lambda: ((x, counts[b], z, w) for x, b, z, w in make())
 
 
 def _calibrate(tracker: TrackerModel, data: GazeData) -> None:
