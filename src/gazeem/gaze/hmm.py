@@ -1,0 +1,331 @@
+"""Forward–backward and Viterbi for a per-bin gaze chain on square windows of grid cells.
+
+The latent ``z_n`` at chain position ``n`` is one cell of an ``S × S`` window (``K = S²``).
+Position ``n`` enters by one of three transitions from ``n - 1``:
+
+* ``DRIFT`` (same window): a Gaussian random walk, step SD ``σ_drift`` cells per axis;
+* ``SACCADE`` (next fixation's window): a Gaussian with SD ``σ_sacc`` about where the
+  tracker's measured displacement puts the eye; the window centres differ from that
+  displacement by a fractional ``shift`` (rows, cols), which the kernel absorbs;
+* ``RESET`` (after a blink, and at ``n = 0``): independent of the past, drawn from
+  ``exp(log_init)`` of the new window.
+
+A transition is separable, ``T((r, c) → (r', c')) = M_r[r, r'] · M_c[c, c']`` with
+``M[i, j] ∝ exp(-(j - i + e)² / 2σ²)`` normalised over ``j`` (mass stays in the window),
+and is applied as two ``S × S`` matrix products (a 1-D convolution along each axis);
+no ``K × K`` matrix is ever built.
+
+Messages are float64 probabilities rescaled to sum to one at every step, the scale
+factors kept as logs, with emissions shifted by their per-step maximum before
+exponentiation: the scaled forward–backward, as stable as the log-space recursions
+(every factor is at most 1 relative to its step's maximum; float64 spans 708 nats).
+Time runs in chunks; forward messages are checkpointed at chunk boundaries and
+recomputed during the backward pass, so memory is ``O(chunk · K)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+
+DRIFT, SACCADE, RESET = 0, 1, 2
+
+#: ``emission(lo, hi) -> (hi - lo, K)`` float64 log emission of chain positions lo..hi-1
+Emission = Callable[[int, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The structure of a chain of ``N`` positions on windows of side ``S``.
+
+    Attributes
+    ----------
+    side
+        Window side ``S`` (cells).
+    kind
+        ``(N,)`` int64 transition into each position (``kind[0]`` must be ``RESET``).
+    shift
+        ``(N, 2)`` float64 (row, col) offset ``e`` of a saccade's kernel, cells.
+    group
+        ``(N,)`` int64 window (fixation) of each position; indexes ``log_init``.
+    log_init
+        ``(G, K)`` float64 unnormalised log initial weights used at a reset.
+    """
+
+    side: int
+    kind: torch.Tensor
+    shift: torch.Tensor
+    group: torch.Tensor
+    log_init: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return int(self.kind.numel())
+
+
+def axis_kernel(side: int, sigma: float, shift: torch.Tensor) -> torch.Tensor:
+    """``(B, S, S)`` row-stochastic ``M[i, j] ∝ exp(-(j - i + e)² / 2σ²)`` for shifts ``e (B,)``.
+
+    ``σ = inf`` gives the uniform matrix (an independent draw); ``σ → 0`` the identity.
+    """
+    ar = torch.arange(side, dtype=torch.float64, device=shift.device)
+    d = ar[None, None, :] - ar[None, :, None] + shift[:, None, None]
+    if math.isinf(sigma):
+        logits = torch.zeros_like(d)
+    else:
+        logits = -0.5 * (d / sigma) ** 2
+    return torch.softmax(logits, dim=2)
+
+
+@dataclass
+class PairStats:
+    """Expected transition statistics per group of steps and per axis (rows, cols).
+
+    ``sq[g, a] = Σ ξ(i, j) (j - i + e)²`` and ``src[g, a, i] = Σ_j ξ(i, j)``; ``shift[g]``
+    is the group's ``e``. Drift steps (no shift) are summed into one group.
+    """
+
+    sq: torch.Tensor  # (G, 2)
+    src: torch.Tensor  # (G, 2, S)
+    shift: torch.Tensor  # (G, 2)
+
+    def expected_log_transition(self, sigma: float) -> float:
+        """``Σ ξ log M_σ`` (nats) at step SD ``sigma``."""
+        if self.sq.numel() == 0:
+            return 0.0
+        side = self.src.shape[-1]
+        ar = torch.arange(side, dtype=torch.float64)
+        d = ar[None, None, None, :] - ar[None, None, :, None] + self.shift[:, :, None, None]
+        log_z = torch.logsumexp(-0.5 * (d / sigma) ** 2, dim=3)  # (G, 2, S)
+        return float(-0.5 * self.sq.sum() / sigma**2 - (self.src * log_z).sum())
+
+    def fit_sigma(self, lo: float, hi: float) -> float:
+        """The σ in ``[lo, hi]`` maximising :meth:`expected_log_transition` (1-D search)."""
+        res = minimize_scalar(
+            lambda s: -self.expected_log_transition(math.exp(s)),
+            bounds=(math.log(lo), math.log(hi)),
+            method="bounded",
+            options={"xatol": 1e-6},
+        )
+        return math.exp(float(res.x))
+
+
+@dataclass
+class FBResult:
+    """What one forward–backward pass returns (marginals go to the ``on_marginals`` callback)."""
+
+    log_marginal: float
+    drift: PairStats
+    saccade: PairStats
+
+
+class GridHMM:
+    """Forward–backward and Viterbi over a :class:`Chain` with given step SDs (cells)."""
+
+    def __init__(self, chain: Chain, sigma_drift: float, sigma_sacc: float) -> None:
+        self.chain = chain
+        s = chain.side
+        dev = chain.log_init.device
+        zero = torch.zeros(1, dtype=torch.float64, device=dev)
+        self.m_drift = axis_kernel(s, sigma_drift, zero)[0]
+        self._sigma_sacc = sigma_sacc
+        self._init_max = chain.log_init.max(dim=1).values
+        self._init = (chain.log_init - self._init_max[:, None]).exp().reshape(-1, s, s)
+
+    def _step_kernels(self, lo: int, hi: int) -> list:
+        """``(M_r, M_c)`` of the transition into each position in ``[lo, hi)`` (None at a reset)."""
+        ch = self.chain
+        kinds = ch.kind[lo:hi].tolist()
+        idx = [i for i, k in enumerate(kinds) if k == SACCADE]
+        mats = axis_kernel(ch.side, self._sigma_sacc, ch.shift[lo:hi][idx].reshape(-1)).reshape(
+            -1, 2, ch.side, ch.side
+        )
+        out: list = [None] * len(kinds)
+        for i, k in enumerate(kinds):
+            if k == DRIFT:
+                out[i] = (self.m_drift, self.m_drift)
+        for slot, i in enumerate(idx):
+            out[i] = (mats[slot, 0], mats[slot, 1])
+        return out
+
+    def _forward(self, lo, hi, emis, a_prev, kernels):
+        """Scaled messages ``α̂ (n, S, S)``, ``ê``, raw normalisers ``c`` and ``Σ log`` scale."""
+        s = self.chain.side
+        groups = self.chain.group[lo:hi].tolist()
+        e_max = emis.max(dim=1).values
+        e_hat = (emis - e_max[:, None]).exp().reshape(-1, s, s)
+        alpha = torch.empty_like(e_hat)
+        c_raw = torch.empty(hi - lo, dtype=torch.float64, device=emis.device)
+        a = a_prev
+        for i, (g, m) in enumerate(zip(groups, kernels, strict=True)):
+            pred = self._init[g] if m is None else m[0].T @ a @ m[1]
+            a = pred * e_hat[i]
+            c = a.sum()
+            a = a / c
+            alpha[i] = a
+            c_raw[i] = c
+        resets = torch.as_tensor([m is None for m in kernels], device=emis.device)
+        log_scale = (
+            e_max + c_raw.log() + torch.where(resets, self._init_max[self.chain.group[lo:hi]], 0.0)
+        )
+        return alpha, e_hat, c_raw, float(log_scale.sum())
+
+    def forward_backward(
+        self,
+        emission: Emission,
+        chunk: int,
+        on_marginals: Callable[[int, int, torch.Tensor, torch.Tensor], None],
+        pair_stats: bool = True,
+    ) -> FBResult:
+        """Run the pass; ``on_marginals(lo, hi, gamma (n, K), log_emission (n, K))`` per chunk.
+
+        Chunks are visited last to first. Returns ``log p`` of all emissions and the
+        expected transition statistics.
+        """
+        ch, s = self.chain, self.chain.side
+        dev = ch.log_init.device
+        bounds = [(lo, min(lo + chunk, ch.length)) for lo in range(0, ch.length, chunk)]
+        checkpoints, a, log_marginal = [], None, 0.0
+        for lo, hi in bounds:
+            checkpoints.append(a)
+            alpha, _, _, ls = self._forward(lo, hi, emission(lo, hi), a, self._step_kernels(lo, hi))
+            a, log_marginal = alpha[-1], log_marginal + ls
+        drift_pair = torch.zeros(2, s, s, dtype=torch.float64, device=dev)
+        sacc_pairs: list[torch.Tensor] = []
+        sacc_pos: list[int] = []
+        nxt = None  # (kernels, group, ψ = ê β̂ / c, position) of the position after i
+        for (lo, hi), a_prev in zip(reversed(bounds), reversed(checkpoints), strict=True):
+            emis = emission(lo, hi)
+            kernels = self._step_kernels(lo, hi)
+            alpha, e_hat, c_raw, _ = self._forward(lo, hi, emis, a_prev, kernels)
+            beta = torch.empty_like(alpha)
+            for i in range(hi - lo - 1, -1, -1):
+                if nxt is None:
+                    b = torch.ones((s, s), dtype=torch.float64, device=dev)
+                elif nxt[0] is None:  # the next position is a reset: β̂ is flat
+                    b = (self._init[nxt[1]] * nxt[2]).sum().expand(s, s)
+                else:
+                    (mr, mc), psi = nxt[0], nxt[2]
+                    b = mr @ psi @ mc.T
+                    if pair_stats:
+                        a_i = alpha[i]
+                        pair = torch.stack([mr * (a_i @ mc @ psi.T), mc * (a_i.T @ mr @ psi)])
+                        if mr is self.m_drift:
+                            drift_pair += pair
+                        else:
+                            sacc_pairs.append(pair)
+                            sacc_pos.append(nxt[3])
+                beta[i] = b
+                nxt = (kernels[i], int(ch.group[lo + i]), e_hat[i] * b / c_raw[i], lo + i)
+            on_marginals(lo, hi, (alpha * beta).reshape(hi - lo, -1), emis)
+        zero_shift = torch.zeros(1, 2, dtype=torch.float64, device=dev)
+        drift = _pair_stats(drift_pair[None], zero_shift)
+        if sacc_pairs:
+            pos = torch.as_tensor(sacc_pos, device=dev)
+            saccade = _pair_stats(torch.stack(sacc_pairs), ch.shift[pos])
+        else:
+            saccade = _pair_stats(drift_pair.new_zeros(0, 2, s, s), zero_shift[:0])
+        return FBResult(log_marginal, drift, saccade)
+
+    def viterbi(self, emission: Emission, chunk: int) -> torch.Tensor:
+        """``(N,)`` int64 most probable cell per position (flat window index)."""
+        ch = self.chain
+        bounds = [(lo, min(lo + chunk, ch.length)) for lo in range(0, ch.length, chunk)]
+        checkpoints, d = [], None
+        for lo, hi in bounds:
+            checkpoints.append(d)
+            d, _, _ = self._max_forward(lo, hi, emission(lo, hi), d, keep=False)
+        path = torch.empty(ch.length, dtype=torch.int64)
+        state = None  # the state at position hi, given by the chunk after (None: free)
+        for (lo, hi), d_prev in zip(reversed(bounds), reversed(checkpoints), strict=True):
+            _, back, best = self._max_forward(lo, hi, emission(lo, hi), d_prev, keep=True)
+            s = ch.side
+            for i in range(hi - lo - 1, -1, -1):
+                if state is None:  # the chain was reset after i (or i is the last position)
+                    state = best[i]
+                path[lo + i] = state
+                if back[i] is None:
+                    state = None
+                else:
+                    r, c = divmod(state, s)
+                    ir = int(back[i][0][r, c])
+                    state = ir * s + int(back[i][1][ir, c])
+        return path
+
+    def _max_forward(self, lo, hi, emis, d_prev, keep: bool):
+        """Max-product log messages; with ``keep``, backpointers and best cell per position."""
+        s = self.chain.side
+        groups = self.chain.group[lo:hi].tolist()
+        log_init = self.chain.log_init
+        e = emis.reshape(-1, s, s)
+        d = d_prev
+        back, best = [], []
+        for i, (g, m) in enumerate(zip(groups, self._step_kernels(lo, hi), strict=True)):
+            if m is None:
+                pred, bp = log_init[g].reshape(s, s), None
+            else:
+                lr, lc = m[0].log(), m[1].log()
+                # source cols first: t1[ir, jc] = max_ic d[ir, ic] + lc[ic, jc]
+                t1, ic = (d[:, :, None] + lc[None, :, :]).max(dim=1)
+                # then source rows: pred[jr, jc] = max_ir lr[ir, jr] + t1[ir, jc]
+                pred, ir = (lr[:, :, None] + t1[:, None, :]).max(dim=0)
+                bp = (ir, ic)
+            d = pred + e[i]
+            d = d - d.max()
+            if keep:
+                back.append(bp)
+                best.append(int(d.argmax()))
+        return d, back, best
+
+
+def _pair_stats(pairs: torch.Tensor, shift: torch.Tensor) -> PairStats:
+    """``pairs (G, 2, S, S)`` expected (source, target) counts per axis → :class:`PairStats`."""
+    side = pairs.shape[-1]
+    ar = torch.arange(side, dtype=torch.float64, device=pairs.device)
+    d = ar[None, None, None, :] - ar[None, None, :, None] + shift[:, :, None, None]
+    return PairStats(
+        sq=(pairs * d**2).sum((2, 3)).cpu(),
+        src=pairs.sum(3).cpu(),
+        shift=shift.cpu(),
+    )
+
+
+def brute_force_paths(
+    chain: Chain, log_emission: torch.Tensor, sigma_drift: float, sigma_sacc: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every path ``(K^N, N)`` and its joint log score (tiny chains only; for tests)."""
+    s, n = chain.side, chain.length
+    k = s * s
+    md = axis_kernel(s, sigma_drift, torch.zeros(1, dtype=torch.float64))[0]
+    paths = np.array(np.meshgrid(*[np.arange(k)] * n, indexing="ij")).reshape(n, -1).T
+    le = log_emission.numpy()
+    init = chain.log_init.numpy()
+    score = init[int(chain.group[0])][paths[:, 0]] + le[0][paths[:, 0]]
+    for pos in range(1, n):
+        kind = int(chain.kind[pos])
+        if kind == RESET:
+            score = score + init[int(chain.group[pos])][paths[:, pos]]
+        else:
+            mr, mc = (md, md) if kind == DRIFT else axis_kernel(s, sigma_sacc, chain.shift[pos])
+            log_t = torch.kron(mr, mc).log().numpy()
+            score = score + log_t[paths[:, pos - 1], paths[:, pos]]
+        score = score + le[pos][paths[:, pos]]
+    return paths, score
+
+
+def brute_force_marginals(
+    chain: Chain, log_emission: torch.Tensor, sigma_drift: float, sigma_sacc: float
+) -> tuple[np.ndarray, float]:
+    """``(N, K)`` marginals and ``log p`` by enumerating every path (tiny chains only; tests)."""
+    paths, score = brute_force_paths(chain, log_emission, sigma_drift, sigma_sacc)
+    log_p = float(np.logaddexp.reduce(score))
+    w = np.exp(score - log_p)
+    marg = np.zeros((chain.length, chain.side**2))
+    for pos in range(chain.length):
+        np.add.at(marg[pos], paths[:, pos], w)
+    return marg, log_p

@@ -1,0 +1,119 @@
+"""The per-bin gaze HMM: forward–backward and Viterbi against brute-force enumeration."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from gazeem.gaze.hmm import (
+    DRIFT,
+    RESET,
+    SACCADE,
+    Chain,
+    GridHMM,
+    axis_kernel,
+    brute_force_marginals,
+    brute_force_paths,
+)
+
+
+def tiny_chain(seed: int, kinds, side: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    n = len(kinds)
+    kind = torch.as_tensor(kinds)
+    group = torch.cumsum((kind != DRIFT).long(), 0) - 1
+    n_groups = int(group.max()) + 1
+    shift = torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1
+    log_init = torch.randn(n_groups, side * side, generator=g, dtype=torch.float64)
+    emis = 2 * torch.randn(n, side * side, generator=g, dtype=torch.float64)
+    return Chain(side, kind, shift, group, log_init), emis
+
+
+CASES = [
+    [RESET, DRIFT, SACCADE, DRIFT, DRIFT],
+    [RESET, SACCADE, RESET, DRIFT, SACCADE],
+    [RESET, DRIFT, DRIFT, DRIFT, RESET],
+]
+
+
+def run_fb(chain, emis, sd, ss, chunk):
+    hmm = GridHMM(chain, sd, ss)
+    gamma = torch.zeros_like(emis)
+
+    def on_marg(lo, hi, g, _):
+        gamma[lo:hi] = g
+
+    res = hmm.forward_backward(lambda lo, hi: emis[lo:hi], chunk, on_marg)
+    return hmm, res, gamma
+
+
+@pytest.mark.parametrize("kinds", CASES)
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_marginals_equal_brute_force(kinds, chunk):
+    chain, emis = tiny_chain(len(kinds) + chunk, kinds)
+    marg, log_p = brute_force_marginals(chain, emis, 0.8, 1.7)
+    _, res, gamma = run_fb(chain, emis, 0.8, 1.7, chunk)
+    np.testing.assert_allclose(gamma.numpy(), marg, atol=1e-10)
+    assert res.log_marginal == pytest.approx(log_p, abs=1e-9)
+
+
+def brute_pair_expectation(chain, emis, sd, ss, sigma_d, sigma_s):
+    """Σ over paths of p(path) · Σ_steps log T_σ (drift and saccade separately)."""
+    s, n = chain.side, chain.length
+    k = s * s
+
+    def kron(kind, pos, sd_, ss_):
+        if kind == DRIFT:
+            m = axis_kernel(s, sd_, torch.zeros(1, dtype=torch.float64))[0]
+            return torch.kron(m, m)
+        mr, mc = axis_kernel(s, ss_, chain.shift[pos])
+        return torch.kron(mr, mc)
+
+    le, init = emis.numpy(), chain.log_init.numpy()
+    totals = {DRIFT: 0.0, SACCADE: 0.0}
+    scores, evals = [], []
+    for path in itertools.product(range(k), repeat=n):
+        sc = init[int(chain.group[0])][path[0]] + le[0][path[0]]
+        ev = {DRIFT: 0.0, SACCADE: 0.0}
+        for pos in range(1, n):
+            kind = int(chain.kind[pos])
+            if kind == RESET:
+                sc += init[int(chain.group[pos])][path[pos]]
+            else:
+                sc += float(kron(kind, pos, sd, ss)[path[pos - 1], path[pos]].log())
+                t_new = kron(kind, pos, sigma_d, sigma_s)
+                ev[kind] += float(t_new[path[pos - 1], path[pos]].log())
+            sc += le[pos][path[pos]]
+        scores.append(sc)
+        evals.append(ev)
+    scores = np.array(scores)
+    w = np.exp(scores - np.logaddexp.reduce(scores))
+    for kind in totals:
+        totals[kind] = float(sum(wi * ev[kind] for wi, ev in zip(w, evals, strict=True)))
+    return totals
+
+
+def test_pairwise_statistics_give_the_expected_log_transition():
+    chain, emis = tiny_chain(11, [RESET, DRIFT, SACCADE, DRIFT], side=2)
+    _, res, _ = run_fb(chain, emis, 0.7, 1.3, 2)
+    want = brute_pair_expectation(chain, emis, 0.7, 1.3, 0.9, 2.1)
+    assert res.drift.expected_log_transition(0.9) == pytest.approx(want[DRIFT], abs=1e-9)
+    assert res.saccade.expected_log_transition(2.1) == pytest.approx(want[SACCADE], abs=1e-9)
+
+
+@pytest.mark.parametrize("kinds", CASES)
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_viterbi_equals_the_best_path(kinds, chunk):
+    chain, emis = tiny_chain(3 + chunk, kinds)
+    paths, score = brute_force_paths(chain, emis, 0.8, 1.7)
+    got = GridHMM(chain, 0.8, 1.7).viterbi(lambda lo, hi: emis[lo:hi], chunk)
+    np.testing.assert_array_equal(got.numpy(), paths[np.argmax(score)])
+
+
+def test_kernel_limits():
+    e = torch.tensor([0.3], dtype=torch.float64)
+    np.testing.assert_allclose(axis_kernel(5, 1e-3, e * 0)[0].numpy(), np.eye(5))
+    np.testing.assert_allclose(axis_kernel(5, float("inf"), e)[0].numpy(), np.full((5, 5), 0.2))
+    m = axis_kernel(7, 1.2, e)[0]
+    np.testing.assert_allclose(m.sum(1).numpy(), 1.0)
