@@ -15,6 +15,7 @@ from gazeem.gaze.hmm import (
     axis_kernel,
     brute_force_marginals,
     brute_force_paths,
+    drift_kernel,
 )
 
 
@@ -65,7 +66,7 @@ def brute_pair_expectation(chain, emis, sd, ss, sigma_d, sigma_s):
 
     def kron(kind, pos, sd_, ss_):
         if kind == DRIFT:
-            m = axis_kernel(s, sd_, torch.zeros(1, dtype=torch.float64))[0]
+            m = drift_kernel(s, sd_)
             return torch.kron(m, m)
         mr, mc = axis_kernel(s, ss_, chain.shift[pos])
         return torch.kron(mr, mc)
@@ -109,6 +110,20 @@ def test_viterbi_equals_the_best_path(kinds, chunk):
     paths, score = brute_force_paths(chain, emis, 0.8, 1.7)
     got = GridHMM(chain, 0.8, 1.7).viterbi(lambda lo, hi: emis[lo:hi], chunk)
     np.testing.assert_array_equal(got.numpy(), paths[np.argmax(score)])
+
+
+def test_drift_kernel_is_the_cell_averaged_gaussian():
+    from scipy.stats import norm
+
+    sigma = 0.7
+    u = np.linspace(-0.5, 0.5, 20001)  # start uniform in cell 0
+    want = [
+        np.trapezoid(norm.cdf((d + 0.5 - u) / sigma) - norm.cdf((d - 0.5 - u) / sigma), u)
+        for d in range(-4, 5)
+    ]
+    k = drift_kernel(41, sigma)[20, 16:25].numpy()  # interior row: no edge normalisation
+    np.testing.assert_allclose(k, want, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(drift_kernel(5, 1e-9).numpy(), np.eye(5), atol=1e-9)
 
 
 def test_kernel_limits():

@@ -10,9 +10,11 @@ Position ``n`` enters by one of three transitions from ``n - 1``:
 * ``RESET`` (after a blink, and at ``n = 0``): independent of the past, drawn from
   ``exp(log_init)`` of the new window.
 
-A transition is separable, ``T((r, c) → (r', c')) = M_r[r, r'] · M_c[c, c']`` with
-``M[i, j] ∝ exp(-(j - i + e)² / 2σ²)`` normalised over ``j`` (mass stays in the window),
-and is applied as two ``S × S`` matrix products (a 1-D convolution along each axis);
+A transition is separable, ``T((r, c) → (r', c')) = M_r[r, r'] · M_c[c, c']``, each
+factor normalised over ``j`` (mass stays in the window): for a saccade
+``M[i, j] ∝ exp(-(j - i + e)² / 2σ²)``; for drift, the chance that a continuous
+Gaussian step from a point in cell ``i`` lands in cell ``j`` (:func:`drift_kernel`).
+It is applied as two ``S × S`` matrix products (a 1-D convolution along each axis);
 no ``K × K`` matrix is ever built.
 
 Messages are float64 probabilities rescaled to sum to one at every step, the scale
@@ -82,20 +84,55 @@ def axis_kernel(side: int, sigma: float, shift: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=2)
 
 
+def _g_neg(x: torch.Tensor) -> torch.Tensor:
+    """``G(-x)`` for ``x >= 0``, where ``G(x) = ∫Φ = xΦ(x) + φ(x)``, without cancellation."""
+    return torch.exp(-0.5 * x**2) * (
+        1 / math.sqrt(2 * math.pi) - 0.5 * x * torch.special.erfcx(x / math.sqrt(2))
+    )
+
+
+def drift_kernel(side: int, sigma: float, device=None) -> torch.Tensor:
+    """``(S, S)`` drift transition between 1-px cells for a continuous random walk.
+
+    ``M[i, j]`` is the chance that a point uniform in cell ``i`` lands in cell ``j`` after
+    a Gaussian step of SD ``σ``: ``σ Δ²G(d/σ)``, the second difference of ``G = ∫Φ``
+    at ``d = j - i``. Unlike the Gaussian sampled at the cell centres it does not
+    mistake the rounding of a sub-pixel drift for extra spread, so a fitted σ is the
+    walk's own (normalised over the window, so mass stays inside it).
+    """
+    ar = torch.arange(side, dtype=torch.float64, device=device)
+    d = (ar[None, :] - ar[:, None]).abs()
+    s = max(float(sigma), 1e-12)
+    # for d >= 1 the arguments are all >= 0 and G(x) = x + G(-x): the linear parts cancel
+    far = s * (_g_neg((d + 1) / s) - 2 * _g_neg(d / s) + _g_neg((d - 1).abs() / s))
+    near = 1 + 2 * s * (_g_neg(torch.tensor(1 / s, dtype=torch.float64)) - _g_neg(d * 0))
+    k = torch.where(d == 0, near, far).clamp_min(0)
+    return k / k.sum(1, keepdim=True)
+
+
 @dataclass
 class PairStats:
-    """Expected transition statistics per group of steps and per axis (rows, cols).
+    """Expected transition statistics of a group of steps, per axis (rows, cols).
 
-    ``sq[g, a] = Σ ξ(i, j) (j - i + e)²`` and ``src[g, a, i] = Σ_j ξ(i, j)``; ``shift[g]``
-    is the group's ``e``. Drift steps (no shift) are summed into one group.
+    Saccades (Gaussian kernels, one shift each): ``sq[g, a] = Σ ξ(i, j) (j - i + e)²``
+    and ``src[g, a, i] = Σ_j ξ(i, j)``, ``shift[g]`` the step's ``e``. Drift (one
+    kernel for all steps): ``pairs[a]`` the summed ``(S, S)`` expected counts.
     """
 
-    sq: torch.Tensor  # (G, 2)
-    src: torch.Tensor  # (G, 2, S)
-    shift: torch.Tensor  # (G, 2)
+    sq: torch.Tensor | None = None  # (G, 2)
+    src: torch.Tensor | None = None  # (G, 2, S)
+    shift: torch.Tensor | None = None  # (G, 2)
+    pairs: torch.Tensor | None = None  # (2, S, S), drift
+
+    @property
+    def empty(self) -> bool:
+        return float(self.pairs.sum() if self.pairs is not None else self.src.sum()) == 0.0
 
     def expected_log_transition(self, sigma: float) -> float:
         """``Σ ξ log M_σ`` (nats) at step SD ``sigma``."""
+        if self.pairs is not None:
+            m = drift_kernel(self.pairs.shape[-1], sigma)
+            return float((self.pairs * m.clamp_min(1e-300).log()).sum())
         if self.sq.numel() == 0:
             return 0.0
         side = self.src.shape[-1]
@@ -131,8 +168,7 @@ class GridHMM:
         self.chain = chain
         s = chain.side
         dev = chain.log_init.device
-        zero = torch.zeros(1, dtype=torch.float64, device=dev)
-        self.m_drift = axis_kernel(s, sigma_drift, zero)[0]
+        self.m_drift = drift_kernel(s, sigma_drift, dev)
         self._sigma_sacc = sigma_sacc
         self._init_max = chain.log_init.max(dim=1).values
         self._init = (chain.log_init - self._init_max[:, None]).exp().reshape(-1, s, s)
@@ -224,7 +260,7 @@ class GridHMM:
                 nxt = (kernels[i], int(ch.group[lo + i]), e_hat[i] * b / c_raw[i], lo + i)
             on_marginals(lo, hi, (alpha * beta).reshape(hi - lo, -1), emis)
         zero_shift = torch.zeros(1, 2, dtype=torch.float64, device=dev)
-        drift = _pair_stats(drift_pair[None], zero_shift)
+        drift = PairStats(pairs=drift_pair.cpu())
         if sacc_pairs:
             pos = torch.as_tensor(sacc_pos, device=dev)
             saccade = _pair_stats(torch.stack(sacc_pairs), ch.shift[pos])
@@ -301,7 +337,7 @@ def brute_force_paths(
     """Every path ``(K^N, N)`` and its joint log score (tiny chains only; for tests)."""
     s, n = chain.side, chain.length
     k = s * s
-    md = axis_kernel(s, sigma_drift, torch.zeros(1, dtype=torch.float64))[0]
+    md = drift_kernel(s, sigma_drift)
     paths = np.array(np.meshgrid(*[np.arange(k)] * n, indexing="ij")).reshape(n, -1).T
     le = log_emission.numpy()
     init = chain.log_init.numpy()

@@ -31,7 +31,7 @@ log = logging.getLogger("gazeem.fit")
 _CHOICES = {
     "nonlinearity": ("exp", "softplus"),
     "offset": ("auto", "zero", "calibration"),
-    "prior": ("uniform", "weights", "counts"),
+    "prior": ("uniform", "weights", "counts", "hmm"),
     "estep": ("exact", "mc", "fast"),
     "mstep": ("lbfgs", "adam"),
 }
@@ -75,11 +75,20 @@ class GazeEM:
         ``"auto"``: calibration when the data have calibration fixations, else zero.
     prior
         ``"uniform"``, ``"weights"`` (fixed ``prior_weights`` over the grid) or
-        ``"counts"`` (learned cell frequencies, the reference notes' ``z_sample``).
+        ``"counts"`` (learned cell frequencies, the reference notes' ``z_sample``), or
+        ``"hmm"``: a gaze cell per bin, linked over time by fixational drift and by the
+        tracker's measured saccade displacements (:mod:`gazeem.gaze.temporal`).
     prior_weights
         ``(grid_rows, grid_cols)`` weights for ``prior="weights"``.
     prior_pseudocount
         Pseudo-count added to every cell for ``prior="counts"``.
+    sigma_drift_init, sigma_sacc_init
+        ``prior="hmm"``: starting SD of the drift step per bin and of the landing error
+        about the tracker's measured saccade displacement, stimulus pixels per axis.
+        ``sigma_sacc_init=inf`` (with ``learn_sigma_sacc=False``) restarts the chain
+        independently at every fixation.
+    learn_sigma_drift, learn_sigma_sacc
+        Refit those SDs in each M-step (1-D search on the expected transitions).
     estep
         ``"exact"`` enumeration of the window, or ``"mc"``: Monte-Carlo EM drawing
         ``num_samples`` cells per fixation from q and restricting the next E-step's
@@ -132,6 +141,9 @@ class GazeEM:
     ----------
     sigma_, gain_, offset_
         Fitted tracker parameters (pixels; centred stimulus pixels, y down).
+    sigma_drift_, sigma_sacc_, viterbi_
+        ``prior="hmm"`` only: fitted step SDs (pixels) and the most probable gaze path
+        ``(T, 2)`` stimulus pixels (NaN outside fixations).
     rf_, bias_, rf_initial_, bias_initial_
         Receptive fields ``(N, n_lags, P, P)`` and biases after EM and from the
         raw-trace fit.
@@ -158,6 +170,10 @@ class GazeEM:
         prior: str = "uniform",
         prior_weights=None,
         prior_pseudocount: float = 1.0,
+        sigma_drift_init: float = 0.5,
+        sigma_sacc_init: float = 2.0,
+        learn_sigma_drift: bool = True,
+        learn_sigma_sacc: bool = True,
         estep: str = "exact",
         num_samples: int = 64,
         fast_top_k: int = 25,
@@ -226,6 +242,17 @@ class GazeEM:
             raise GazeemError(
                 "prior='weights' needs prior_weights of shape (grid_rows, grid_cols)."
             )
+        if self.prior == "hmm":
+            if self.estep != "exact":
+                raise GazeemError("prior='hmm' needs estep='exact'.")
+            for name in ("sigma_drift_init", "sigma_sacc_init"):
+                v = getattr(self, name)
+                if not (isinstance(v, int | float) and v > 0 and not math.isnan(v)):
+                    raise GazeemError(f"{name} must be a positive number, got {v!r}.")
+            if math.isinf(self.sigma_sacc_init) and self.learn_sigma_sacc:
+                raise GazeemError(
+                    "sigma_sacc_init=inf (independent fixations) needs learn_sigma_sacc=False."
+                )
         if not 0 <= self.prune_mass < 1:
             raise GazeemError(f"prune_mass must be in [0, 1), got {self.prune_mass}.")
 
@@ -276,7 +303,7 @@ class GazeEM:
                 f"(e.g. fixation {data.fix_ids[i]} at ({z0[i, 0]:.1f}, {z0[i, 1]:.1f}) px). "
                 "Check ppd and the stimulus placement, or widen grid_margin_px."
             )
-        if self.prior == "uniform":
+        if self.prior in ("uniform", "hmm"):
             prior: GridPrior = UniformPrior(grid.n_cells)
         elif self.prior == "weights":
             w = torch.as_tensor(np.asarray(self.prior_weights), dtype=torch.float64)
@@ -303,7 +330,12 @@ class GazeEM:
             response.initialize_bias(data.counts[data.fit_bins].mean(0))
 
         gen = torch.Generator(device="cpu").manual_seed(int(self.random_state))
-        problem = _GazeProblem(self, data, grid, tracker, prior, response, gen)
+        if self.prior == "hmm":
+            from gazeem.gaze.temporal import HMMGazeProblem
+
+            problem = HMMGazeProblem(self, data, grid, tracker, prior, response, gen)
+        else:
+            problem = _GazeProblem(self, data, grid, tracker, prior, response, gen)
 
         # initial fit: q on the raw tracker reading (nearest cell)
         problem.fit_response_on_positions(torch.round(z0).to(torch.int64))
@@ -336,6 +368,11 @@ class GazeEM:
         # response log-likelihood under the corrected gaze, averaged over the posterior
         q = post.log_q.exp()
         self.loglik_corrected_ = float((q * post.resp_ll.nan_to_num(neginf=0.0)).sum())
+        if self.prior == "hmm":
+            self.loglik_corrected_ = post.resp_expected
+            self.sigma_drift_ = problem.sigma_drift
+            self.sigma_sacc_ = problem.sigma_sacc
+            self.viterbi_ = self._to_bins(problem.viterbi())
         self.n_spikes_ = int(data.counts[data.fit_bins].sum())
         self.n_iter_ = state.n_iter
         self.converged_ = state.converged
@@ -353,8 +390,16 @@ class GazeEM:
     def gaze_per_bin(self) -> dict[str, np.ndarray]:
         """Per-bin posterior ``mean``, ``sd`` and ``map`` in stimulus pixels ``(T, 2)``.
 
-        Bins outside fixations (saccades, blinks) are NaN.
+        Bins outside fixations (saccades, blinks) are NaN. With ``prior="hmm"`` each bin
+        has its own posterior and ``viterbi`` is added; otherwise a bin carries its
+        fixation's.
         """
+        self._check_fitted()
+        post = self.posterior_
+        if self.prior == "hmm":
+            out = {k: self._to_bins(getattr(post, f"bin_{k}")) for k in ("mean", "sd", "map")}
+            out["viterbi"] = self.viterbi_
+            return out
         s = self.fixation_summary()
         fix = self.data_.fixation.cpu().numpy()
         out = {}
@@ -363,6 +408,12 @@ class GazeEM:
             arr[fix >= 0] = s[key][fix[fix >= 0]]
             out[key] = arr
         return out
+
+    def _to_bins(self, per_fit_bin: np.ndarray) -> np.ndarray:
+        """``(N, 2)`` values over ``data.fit_bins`` → ``(T, 2)``, NaN elsewhere."""
+        arr = np.full((self.data_.fixation.numel(), 2), np.nan)
+        arr[self.data_.fit_bins.cpu().numpy()] = per_fit_bin
+        return arr
 
     def to_dataset(self) -> xr.Dataset:
         """The fit result as an :class:`xarray.Dataset` (``docs/data-format.md``)."""

@@ -1,0 +1,290 @@
+"""``prior="hmm"``: the gaze model with a per-bin latent linked over time (fixational drift).
+
+Each fitted bin has its own gaze cell in its fixation's window. Within a fixation the
+eye drifts (Gaussian random walk, ``σ_drift`` px per bin); a saccade moves it by the
+tracker's measured displacement between the fixations' mean readings, give or take
+``σ_sacc``; after a blink or an invalid stretch the chain restarts from the window's
+prior. The tracker term on a fixation's mean reading is applied at its middle bin,
+so with ``σ_drift → 0`` and a reset at every saccade this is the per-fixation model.
+The E-step is :class:`gazeem.gaze.hmm.GridHMM`'s forward–backward; the M-step fits the
+response on each bin's marginal, the tracker on the middle bins' marginals, and the
+two step SDs by a 1-D search on the expected transitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gazeem.em.engine import EStep
+from gazeem.em.estep import prune_support
+from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
+from gazeem.gaze.model import GazePosterior, _GazeProblem
+from gazeem.gaze.patches import gather_crops, lagged_frame_index
+from gazeem.gaze.windows import Windows, expected_positions, make_windows, window_half_width
+from gazeem.models.observation import TrackerStats
+from gazeem.models.response import ResponseModel
+
+log = logging.getLogger("gazeem.fit")
+
+SIGMA_MIN = 1e-2  # px; below this the drift kernel is the identity on a 1-px grid
+
+
+@dataclass(frozen=True)
+class HMMPosterior(GazePosterior):
+    """A :class:`GazePosterior` whose ``log_q`` is each fixation's middle bin, plus per bin.
+
+    Per-bin arrays run over the fitted bins (``data.fit_bins`` order): ``bin_mean``,
+    ``bin_sd``, ``bin_map`` ``(N, 2)`` stimulus pixels; ``cells`` ``(N, m)`` the window
+    cells kept for the M-step and ``weights`` their renormalised marginal mass
+    (0: padding).
+    """
+
+    bin_mean: np.ndarray = None
+    bin_sd: np.ndarray = None
+    bin_map: np.ndarray = None
+    cells: torch.Tensor = None
+    weights: torch.Tensor = None
+    fb: FBResult = None
+    resp_expected: float = 0.0
+    dropped_mass: float = 0.0
+
+
+class HMMGazeProblem(_GazeProblem):
+    """The per-bin gaze model as seen by :func:`gazeem.em.engine.run_em`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        est = self.est
+        self.exact = True
+        self.sigma_drift = float(est.sigma_drift_init)
+        self.sigma_sacc = float(est.sigma_sacc_init)
+        d = self.data
+        fb = d.fixation[d.fit_bins].cpu()
+        n_bins = torch.bincount(fb, minlength=d.n_fixations)
+        start = torch.cumsum(n_bins, 0) - n_bins
+        #: chain position of each fixation's middle bin (where the tracker term sits)
+        self.middle = (start + n_bins // 2).to(d.counts.device)
+        self.group = fb.to(d.counts.device)
+        bins = d.fit_bins.cpu().numpy()
+        invalid = np.concatenate([[0], np.cumsum(~np.isfinite(d.eye_px[:, 0]))])
+        # an invalid sample strictly between two consecutive fitted bins: a blink
+        gap_invalid = invalid[bins[1:]] - invalid[bins[:-1] + 1] > 0
+        new_fix = (fb[1:] != fb[:-1]).numpy()
+        kind = np.full(bins.size, DRIFT, dtype=np.int64)
+        kind[0] = RESET
+        reset = gap_invalid | (new_fix & math.isinf(self.sigma_sacc))
+        kind[1:][new_fix] = SACCADE
+        kind[1:][new_fix & reset] = RESET
+        self.kind = torch.from_numpy(kind).to(d.counts.device)
+
+    # E-step ------------------------------------------------------------------------------
+    def chain(self, win: Windows) -> Chain:
+        """The chain for the current windows and tracker (saccade shifts depend on both)."""
+        z = expected_positions(self.data, self.tracker).to(win.centers.device)
+        c = win.centers.to(torch.float64)
+        g = self.group
+        prev = torch.cat([g[:1], g[:-1]])
+        e = (c[g] - c[prev]) - (z[g] - z[prev])  # (x, y): centres' move minus the tracker's
+        shift = torch.where((self.kind == SACCADE)[:, None], e.flip(1), 0.0)
+        log_init = self.prior.log_prob(win.cell_index.cpu()).to(c.device)
+        return Chain(win.side, self.kind, shift, g, log_init)
+
+    def _windows(self) -> Windows:
+        est = self.est
+        h = window_half_width(
+            self.tracker.sigma, est.window_k, est.window_min, est.window_max, self.grid
+        )
+        return make_windows(self.data, self.tracker, self.grid, h)
+
+    def _emission_fn(self, win: Windows, cache: bool):
+        """``emission(lo, hi)``: response log-likelihood per bin and cell, plus the tracker
+        term at middle bins, ``-inf`` off the support; and the tracker term ``(F, K)``."""
+        d = self.data
+        dev = d.counts.device
+        pos = self._tracker_positions(win)
+        log_tr = self.tracker.log_prob(d.fix_reading, pos).to(dev)
+        mid_of = torch.full((self.kind.numel(),), -1, dtype=torch.int64, device=dev)
+        mid_of[self.middle] = torch.arange(d.n_fixations, device=dev)
+        window_ll = getattr(self.response, "window_log_likelihood", None) or (
+            lambda c, y, z: ResponseModel.window_log_likelihood(self.response, c, y, z)
+        )
+        p, lags = self.response.patch_size, self.response.n_lags
+        r = win.side - 1 + p
+        store: dict = {}
+
+        def emission(lo: int, hi: int) -> torch.Tensor:
+            if (lo, hi) in store:
+                return store[(lo, hi)]
+            bins = d.fit_bins[lo:hi]
+            f = self.group[lo:hi]
+            c = win.centers[f]
+            top, left = c[:, 1] - win.half - p // 2, c[:, 0] - win.half - p // 2
+            with torch.no_grad():
+                crops = gather_crops(
+                    d.frames, lagged_frame_index(d.frame, bins, lags), top, left, r
+                )
+                ll = window_ll(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
+            out = ll.reshape(hi - lo, -1).to(torch.float64)
+            m = mid_of[lo:hi]
+            at = m >= 0
+            out[at] += log_tr[m[at]]
+            out = out.masked_fill(~win.support[f], -torch.inf)
+            if cache:
+                store[(lo, hi)] = out
+            return out
+
+        return emission, log_tr, mid_of
+
+    def _chunk(self, win: Windows) -> int:
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        k = win.side**2
+        r = win.side - 1 + p
+        item = d.counts.element_size()
+        per_bin = (
+            item * (3 * d.n_units * k + lags * r * r + 2 * k)
+            + lags * d.frames.bytes_per_frame_read()
+            + 8 * 6 * k  # float64 α̂, β̂, ê, emission, γ and a temporary
+        )
+        return self._chunk_bins(per_bin)
+
+    def hmm(self) -> GridHMM:
+        return GridHMM(self._chain, self.sigma_drift, self.sigma_sacc)
+
+    def e_step(self) -> EStep:
+        est = self.est
+        d = self.data
+        win = self._windows()
+        self._chain = self.chain(win)
+        n = self.kind.numel()
+        k = win.side**2
+        cache = n * k * 8 <= est.cache_mb * 2**20
+        emission, log_tr, mid_of = self._emission_fn(win, cache)
+        pos = self._tracker_positions(win) + self.center_px  # (F, K, 2) stimulus px
+        pos = pos.to(d.counts.device)
+        cap = min(k, int(est.mstep_max_cells))
+        bin_mean = torch.empty(n, 2, dtype=torch.float64)
+        bin_sd = torch.empty(n, 2, dtype=torch.float64)
+        bin_map = torch.empty(n, 2, dtype=torch.float64)
+        cells = torch.zeros(n, cap, dtype=torch.int64)
+        weights = torch.zeros(n, cap, dtype=torch.float64)
+        gamma_fix = torch.zeros(d.n_fixations, k, dtype=torch.float64)
+        acc = {"resp": 0.0, "dropped": 0.0}
+
+        def on_marginals(lo, hi, gamma, emis):
+            f = self.group[lo:hi]
+            p_ = pos[f]  # (n, K, 2)
+            mean = torch.einsum("nk,nki->ni", gamma, p_)
+            var = torch.einsum("nk,nki->ni", gamma, p_**2) - mean**2
+            bin_mean[lo:hi] = mean.cpu()
+            bin_sd[lo:hi] = var.clamp_min(0).sqrt().cpu()
+            bin_map[lo:hi] = p_[torch.arange(hi - lo), gamma.argmax(1)].cpu()
+            m = mid_of[lo:hi]
+            at = m >= 0
+            gamma_fix[m[at].cpu()] = gamma[at].cpu()
+            resp = emis.clone()
+            resp[at] -= log_tr[m[at]]
+            acc["resp"] += float((gamma * resp.nan_to_num(neginf=0.0)).sum())
+            keep = prune_support(gamma.clamp_min(1e-300).log(), est.prune_mass)
+            g_kept = torch.where(keep, gamma, 0.0)
+            top = g_kept.topk(cap, dim=1)
+            kept_mass = top.values.sum(1, keepdim=True)
+            acc["dropped"] = max(acc["dropped"], float(1 - kept_mass.min()))
+            cells[lo:hi] = top.indices.cpu()
+            weights[lo:hi] = (top.values / kept_mass.clamp_min(1e-300)).cpu()
+
+        fb = self.hmm().forward_backward(
+            emission,
+            self._chunk(win),
+            on_marginals,
+            pair_stats=est.learn_sigma_drift or est.learn_sigma_sacc,
+        )
+        post = HMMPosterior(
+            windows=win,
+            log_q=gamma_fix.log().to(d.counts.device),
+            log_marginal=torch.full((d.n_fixations,), math.nan),
+            resp_ll=torch.zeros(gamma_fix.shape, dtype=torch.float64),
+            draws=None,
+            bin_mean=bin_mean.numpy(),
+            bin_sd=bin_sd.numpy(),
+            bin_map=bin_map.numpy(),
+            cells=cells,
+            weights=weights,
+            fb=fb,
+            resp_expected=acc["resp"],
+            dropped_mass=acc["dropped"],
+        )
+        return EStep(post, fb.log_marginal)
+
+    # M-step ------------------------------------------------------------------------------
+    def m_step(self, estep: EStep) -> None:
+        est = self.est
+        post: HMMPosterior = estep.posterior
+        win = post.windows
+        d = self.data
+        if post.dropped_mass > est.prune_mass:
+            log.debug(
+                "HMM M-step on the %d most probable cells per bin (up to %.3g of the mass "
+                "left out)",
+                post.cells.shape[1],
+                post.dropped_mass,
+            )
+        nz = post.weights > 0
+        rows = torch.nonzero(nz, as_tuple=True)[0]
+        bins = d.fit_bins.cpu()[rows]
+        xy = win.cells.cpu()[self.group.cpu()[rows], post.cells[nz]]
+        self._maximize(self._sparse_pair_batches(bins, xy, post.weights[nz], cache=True))
+        self.tracker.m_step(
+            TrackerStats.from_weighted(
+                d.fix_reading, self._tracker_positions(win), post.log_q.exp().cpu()
+            )
+        )
+        side = float(win.side)
+        if est.learn_sigma_drift:
+            self.sigma_drift = post.fb.drift.fit_sigma(SIGMA_MIN, side)
+        if est.learn_sigma_sacc and post.fb.saccade.sq.numel():
+            self.sigma_sacc = post.fb.saccade.fit_sigma(0.1, 10 * side)
+        log.debug("sigma_drift %.4g px, sigma_sacc %.4g px", self.sigma_drift, self.sigma_sacc)
+
+    def _sparse_pair_batches(self, bins, xy, w, cache: bool):
+        """A callable yielding ``(x, y, z, w)`` batches over given (bin, position) pairs."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        dev = d.counts.device
+        batch = self._pair_batch_size()
+        per_pair = d.counts.element_size() * (lags * p * p + 3) + 8
+        w = w.to(device=dev, dtype=d.counts.dtype)
+        counts = d.counts
+
+        def make():
+            for s in range(0, bins.numel(), batch):
+                b = bins[s : s + batch].to(dev)
+                z = xy[s : s + batch].to(dev)
+                x = gather_crops(
+                    d.frames,
+                    lagged_frame_index(d.frame, b, lags),
+                    z[:, 1] - p // 2,
+                    z[:, 0] - p // 2,
+                    p,
+                )
+                yield x, b, z.to(d.counts.dtype), w[s : s + batch]
+
+        if cache and bins.numel() * per_pair <= self.est.cache_mb * 2**20:
+            cached = list(make())
+            return lambda: ((x, counts[b], z, w_) for x, b, z, w_ in cached)
+        return lambda: ((x, counts[b], z, w_) for x, b, z, w_ in make())
+
+    # results -----------------------------------------------------------------------------
+    def viterbi(self) -> np.ndarray:
+        """``(N, 2)`` stimulus-pixel cells of the most probable path (fitted bins)."""
+        win = self._windows()
+        self._chain = self.chain(win)
+        emission, _, _ = self._emission_fn(win, cache=False)
+        path = self.hmm().viterbi(emission, self._chunk(win))
+        pos = self._tracker_positions(win) + self.center_px
+        return pos[self.group.cpu(), path].numpy()
