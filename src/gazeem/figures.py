@@ -20,7 +20,7 @@ import xarray as xr
 
 from gazeem import __version__
 
-SESSION_FIGURES = ("gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth")
+SESSION_FIGURES = ("gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth", "drift")
 SUMMARY_FIGURES = ("tracker", "rf_improvement")
 RAW, CORR, TRUE = "#9e9e9e", "#d95f02", "#1b1b1b"
 
@@ -261,6 +261,83 @@ def fig_truth(fit: xr.Dataset):
     return fig
 
 
+def _within_fixation(fit: xr.Dataset, var: str) -> np.ndarray:
+    """``(T, 2)`` arcmin: ``var`` minus its fixation's mean (NaN outside fixations)."""
+    fix = fit["fixation"].values
+    v = fit[var].values * 60.0
+    out = np.full(v.shape, np.nan)
+    ok = fix >= 0
+    ids, inv = np.unique(fix[ok], return_inverse=True)
+    sums = np.zeros((ids.size, 2))
+    np.add.at(sums, inv, v[ok])
+    out[ok] = v[ok] - (sums / np.bincount(inv, minlength=ids.size)[:, None])[inv]
+    return out
+
+
+def fig_drift(fit: xr.Dataset, n_examples: int = 4):
+    """Drift within fixations: per-bin posterior (and Viterbi path) against the truth."""
+    fig = plt.figure(figsize=(7.0, 3.4), layout="constrained")
+    grid = fig.add_gridspec(2, n_examples + 1, width_ratios=[1] * n_examples + [1.6])
+    if "gaze_viterbi" not in fit:
+        ax = fig.add_subplot(grid[:, :])
+        _no_data(ax, "per-fixation model: no drift inferred (set fit: prior: hmm)")
+        return fig
+    has_truth = "true_gaze" in fit
+    fix = fit["fixation"].values
+    t = fit["time"].values
+    ids, counts = np.unique(fix[fix >= 0], return_counts=True)
+    calib = fit["fix_calibration"].values if "fix_calibration" in fit else np.zeros(ids.size, bool)
+    long = ids[(counts >= np.percentile(counts, 75)) & ~calib[: ids.size]]
+    pick = long[np.linspace(0, long.size - 1, min(n_examples, long.size)).round().astype(int)]
+    mean = _within_fixation(fit, "gaze_mean")
+    vit = _within_fixation(fit, "gaze_viterbi")
+    truth = _within_fixation(fit, "true_gaze") if has_truth else None
+    sd = fit["gaze_sd"].values * 60.0
+    for col, f in enumerate(pick):
+        b = fix == f
+        tt = (t[b] - t[b][0]) * 1000.0
+        for row, (axis, label) in enumerate(((0, "x"), (1, "y"))):
+            ax = fig.add_subplot(grid[row, col])
+            m = mean[b, axis]
+            ax.fill_between(tt, m - sd[b, axis], m + sd[b, axis], color=CORR, alpha=0.25, lw=0)
+            ax.plot(tt, m, color=CORR, lw=1, label="posterior mean ± SD")
+            ax.step(tt, vit[b, axis], where="mid", color=CORR, lw=0.6, ls=":", label="Viterbi")
+            if has_truth:
+                ax.plot(tt, truth[b, axis], color=TRUE, lw=1, label="truth")
+            if col == 0:
+                ax.set_ylabel(f"{label} drift (arcmin)")
+            if row == 1:
+                ax.set_xlabel("time in fixation (ms)")
+            else:
+                ax.set_title(f"fixation {int(f)}")
+    ax = fig.add_subplot(grid[:, n_examples])
+    if has_truth:
+        ok = np.isfinite(mean[:, 0]) & np.isfinite(truth[:, 0])
+        x, y = truth[ok].ravel(), mean[ok].ravel()
+        r = float(np.corrcoef(x, y)[0, 1]) if x.size > 2 else float("nan")
+        rms = float(np.sqrt(np.mean((y - x) ** 2)))
+        ax.scatter(x, y, s=2, lw=0, alpha=0.3, color=CORR)
+        lim = float(np.nanpercentile(np.abs(x), 99.5)) * 1.1 or 1.0
+        ax.plot([-lim, lim], [-lim, lim], color="0.6", lw=0.6, zorder=0)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_xlabel("true drift (arcmin, both axes)")
+        ax.set_ylabel("inferred drift (arcmin)")
+        ax.set_title(f"all bins\nr = {r:.2f}, RMS error {rms:.2f}′")
+    else:
+        _no_data(ax, "no ground truth (recorded data)")
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    sd_px = float(fit["sigma_drift_px"])
+    fig.suptitle(
+        f"Drift within fixations (relative to the fixation's mean); fitted σ_drift = "
+        f"{sd_px:.2f} px = {float(fit['sigma_drift']) * 60:.2f}′ per bin",
+        fontsize=7,
+    )
+    return fig
+
+
 # -- across sessions -------------------------------------------------------------------------
 def _session_bars(ax, params: xr.Dataset, var: str, ylabel: str, title: str) -> None:
     """One bar per session of ``params[var]``."""
@@ -321,6 +398,7 @@ SESSION_MAKERS = {
     "rfs": fig_rfs,
     "loglik": fig_loglik,
     "truth": fig_truth,
+    "drift": fig_drift,
 }
 SUMMARY_MAKERS = {"tracker": fig_tracker, "rf_improvement": fig_rf_improvement}
 

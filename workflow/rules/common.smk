@@ -28,7 +28,7 @@ SESSIONS = SESSION_TABLE.index.tolist()
 SIMULATED = [s for s in SESSIONS if bool(SESSION_TABLE.loc[s, "simulate"])]
 NWB_SESSIONS = [s for s in SESSIONS if SESSION_TABLE.loc[s, "format"] == "nwb"]
 
-FIGURES = ["gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth"]
+FIGURES = ["gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth", "drift"]
 SUMMARY_FIGURES = ["tracker", "rf_improvement"]
 
 

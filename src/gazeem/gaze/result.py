@@ -142,6 +142,23 @@ def fit_to_dataset(est: GazeEM) -> xr.Dataset:
             est.bias_initial_,
             {"units": "1", "long_name": "raw-trace LN bias"},
         )
+    if "viterbi" in per_bin:
+        vars_["gaze_viterbi"] = (
+            ("time", "axis"),
+            geom.px_to_deg(per_bin["viterbi"]),
+            deg_attrs("most probable gaze path (Viterbi)"),
+        )
+        vars_["gaze_viterbi_px"] = (
+            ("time", "axis"),
+            per_bin["viterbi"],
+            px_attrs("most probable gaze path (Viterbi)"),
+        )
+        for name, value, what in (
+            ("sigma_drift", est.sigma_drift_, "fixational drift step SD per bin and axis"),
+            ("sigma_sacc", est.sigma_sacc_, "saccade landing SD about the tracker's displacement"),
+        ):
+            vars_[name] = ((), value / ppd, deg_attrs(what))
+            vars_[name + "_px"] = ((), value, {"units": "pixel", "long_name": what})
     if "true_gaze" in sess:
         vars_["true_gaze"] = (
             ("time", "axis"),
