@@ -11,12 +11,21 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks import em_scaling, estep, fit_memory, ingest_scale, mixtures, profile_fit, workflow
+from benchmarks import (
+    em_scaling,
+    estep,
+    fit_memory,
+    hmm,
+    ingest_scale,
+    mixtures,
+    profile_fit,
+    workflow,
+)
 from benchmarks.common import machine, md_table, sgemm_peak_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out" / "results.json"
-SECTIONS = ("estep", "em_scaling", "memory", "ingest", "mixtures", "profile", "workflow")
+SECTIONS = ("estep", "hmm", "em_scaling", "memory", "ingest", "mixtures", "profile", "workflow")
 
 
 def main(argv: list[str]) -> None:
@@ -27,6 +36,7 @@ def main(argv: list[str]) -> None:
     results["date"] = _dt.date.today().isoformat()
     runners = {
         "estep": estep.run,
+        "hmm": hmm.run,
         "em_scaling": lambda: {"scaling": em_scaling.run(), "demo": em_scaling.demo_iterations()},
         "memory": fit_memory.run,
         "ingest": lambda: ingest_scale.main([]),
@@ -47,6 +57,8 @@ def tables(results: dict) -> dict[str, str]:
     out = {}
     if "estep" in results:
         out["estep"] = estep.markdown(results["estep"])
+    if "hmm" in results:
+        out["hmm"] = hmm.markdown(results["hmm"])
     if "em_scaling" in results:
         out["em_scaling"] = (
             em_scaling.markdown(results["em_scaling"]["scaling"])

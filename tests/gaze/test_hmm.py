@@ -38,23 +38,24 @@ CASES = [
 ]
 
 
-def run_fb(chain, emis, sd, ss, chunk):
+def run_fb(chain, emis, sd, ss, chunk, keep=False):
     hmm = GridHMM(chain, sd, ss)
     gamma = torch.zeros_like(emis)
 
     def on_marg(lo, hi, g, _):
         gamma[lo:hi] = g
 
-    res = hmm.forward_backward(lambda lo, hi: emis[lo:hi], chunk, on_marg)
+    res = hmm.forward_backward(lambda lo, hi: emis[lo:hi], chunk, on_marg, keep_forward=keep)
     return hmm, res, gamma
 
 
 @pytest.mark.parametrize("kinds", CASES)
 @pytest.mark.parametrize("chunk", [1, 2, 5])
-def test_marginals_equal_brute_force(kinds, chunk):
+@pytest.mark.parametrize("keep", [False, True])
+def test_marginals_equal_brute_force(kinds, chunk, keep):
     chain, emis = tiny_chain(len(kinds) + chunk, kinds)
     marg, log_p = brute_force_marginals(chain, emis, 0.8, 1.7)
-    _, res, gamma = run_fb(chain, emis, 0.8, 1.7, chunk)
+    _, res, gamma = run_fb(chain, emis, 0.8, 1.7, chunk, keep)
     np.testing.assert_allclose(gamma.numpy(), marg, atol=1e-10)
     assert res.log_marginal == pytest.approx(log_p, abs=1e-9)
 
@@ -98,9 +99,11 @@ def brute_pair_expectation(chain, emis, sd, ss, sigma_d, sigma_s):
 def test_pairwise_statistics_give_the_expected_log_transition():
     chain, emis = tiny_chain(11, [RESET, DRIFT, SACCADE, DRIFT], side=2)
     _, res, _ = run_fb(chain, emis, 0.7, 1.3, 2)
+    _, res1, _ = run_fb(chain, emis, 0.7, 1.3, 1)  # every step crosses a chunk boundary
     want = brute_pair_expectation(chain, emis, 0.7, 1.3, 0.9, 2.1)
-    assert res.drift.expected_log_transition(0.9) == pytest.approx(want[DRIFT], abs=1e-9)
-    assert res.saccade.expected_log_transition(2.1) == pytest.approx(want[SACCADE], abs=1e-9)
+    for r in (res, res1):
+        assert r.drift.expected_log_transition(0.9) == pytest.approx(want[DRIFT], abs=1e-9)
+        assert r.saccade.expected_log_transition(2.1) == pytest.approx(want[SACCADE], abs=1e-9)
 
 
 @pytest.mark.parametrize("kinds", CASES)

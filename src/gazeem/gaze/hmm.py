@@ -190,13 +190,13 @@ class GridHMM:
         return out
 
     def _forward(self, lo, hi, emis, a_prev, kernels):
-        """Scaled messages ``α̂ (n, S, S)``, ``ê``, raw normalisers ``c`` and ``Σ log`` scale."""
+        """Scaled messages ``α̂ (n, S, S)``, ``ê / c`` and the summed log scale factors."""
         s = self.chain.side
         groups = self.chain.group[lo:hi].tolist()
         e_max = emis.max(dim=1).values
         e_hat = (emis - e_max[:, None]).exp().reshape(-1, s, s)
         alpha = torch.empty_like(e_hat)
-        c_raw = torch.empty(hi - lo, dtype=torch.float64, device=emis.device)
+        cs = []
         a = a_prev
         for i, (g, m) in enumerate(zip(groups, kernels, strict=True)):
             pred = self._init[g] if m is None else m[0].T @ a @ m[1]
@@ -204,12 +204,12 @@ class GridHMM:
             c = a.sum()
             a = a / c
             alpha[i] = a
-            c_raw[i] = c
+            cs.append(c)
+        c_raw = torch.stack(cs)
         resets = torch.as_tensor([m is None for m in kernels], device=emis.device)
-        log_scale = (
-            e_max + c_raw.log() + torch.where(resets, self._init_max[self.chain.group[lo:hi]], 0.0)
-        )
-        return alpha, e_hat, c_raw, float(log_scale.sum())
+        init_part = torch.where(resets, self._init_max[self.chain.group[lo:hi]], 0.0)
+        log_scale = float((e_max + c_raw.log() + init_part).sum())
+        return alpha, e_hat / c_raw[:, None, None], log_scale
 
     def forward_backward(
         self,
@@ -217,56 +217,56 @@ class GridHMM:
         chunk: int,
         on_marginals: Callable[[int, int, torch.Tensor, torch.Tensor], None],
         pair_stats: bool = True,
+        keep_forward: bool = False,
     ) -> FBResult:
         """Run the pass; ``on_marginals(lo, hi, gamma (n, K), log_emission (n, K))`` per chunk.
 
-        Chunks are visited last to first. Returns ``log p`` of all emissions and the
-        expected transition statistics.
+        Chunks are visited last to first. ``keep_forward`` keeps every chunk's forward
+        messages (``2 N K`` float64) instead of recomputing them from the checkpoints.
+        Returns ``log p`` of all emissions and the expected transition statistics.
         """
         ch, s = self.chain, self.chain.side
         dev = ch.log_init.device
         bounds = [(lo, min(lo + chunk, ch.length)) for lo in range(0, ch.length, chunk)]
-        checkpoints, a, log_marginal = [], None, 0.0
+        checkpoints, kept, a, log_marginal = [], [], None, 0.0
         for lo, hi in bounds:
             checkpoints.append(a)
-            alpha, _, _, ls = self._forward(lo, hi, emission(lo, hi), a, self._step_kernels(lo, hi))
+            alpha, phi, ls = self._forward(lo, hi, emission(lo, hi), a, self._step_kernels(lo, hi))
             a, log_marginal = alpha[-1], log_marginal + ls
-        drift_pair = torch.zeros(2, s, s, dtype=torch.float64, device=dev)
-        sacc_pairs: list[torch.Tensor] = []
-        sacc_pos: list[int] = []
-        nxt = None  # (kernels, group, ψ = ê β̂ / c, position) of the position after i
-        for (lo, hi), a_prev in zip(reversed(bounds), reversed(checkpoints), strict=True):
+            kept.append((alpha, phi) if keep_forward else None)
+        stats = _PairAccumulator(self.m_drift, ch.shift) if pair_stats else None
+        ones = torch.ones((s, s), dtype=torch.float64, device=dev)
+        nxt = None  # (kernels, group, ψ = ê β̂ / c) of the position just after the current one
+        for k, (lo, hi) in reversed(list(enumerate(bounds))):
             emis = emission(lo, hi)
             kernels = self._step_kernels(lo, hi)
-            alpha, e_hat, c_raw, _ = self._forward(lo, hi, emis, a_prev, kernels)
+            if kept[k] is not None:
+                alpha, phi = kept[k]
+                kept[k] = None
+            else:
+                alpha, phi, _ = self._forward(lo, hi, emis, checkpoints[k], kernels)
+            groups = ch.group[lo:hi].tolist()
             beta = torch.empty_like(alpha)
+            psi = torch.empty_like(alpha)
+            after = nxt  # the position hi, for the step across the chunk boundary
             for i in range(hi - lo - 1, -1, -1):
                 if nxt is None:
-                    b = torch.ones((s, s), dtype=torch.float64, device=dev)
+                    b = ones
                 elif nxt[0] is None:  # the next position is a reset: β̂ is flat
                     b = (self._init[nxt[1]] * nxt[2]).sum().expand(s, s)
                 else:
-                    (mr, mc), psi = nxt[0], nxt[2]
-                    b = mr @ psi @ mc.T
-                    if pair_stats:
-                        a_i = alpha[i]
-                        pair = torch.stack([mr * (a_i @ mc @ psi.T), mc * (a_i.T @ mr @ psi)])
-                        if mr is self.m_drift:
-                            drift_pair += pair
-                        else:
-                            sacc_pairs.append(pair)
-                            sacc_pos.append(nxt[3])
+                    b = nxt[0][0] @ nxt[2] @ nxt[0][1].T
                 beta[i] = b
-                nxt = (kernels[i], int(ch.group[lo + i]), e_hat[i] * b / c_raw[i], lo + i)
+                psi[i] = phi[i] * b
+                nxt = (kernels[i], groups[i], psi[i])
+            if stats is not None:
+                stats.add(lo, alpha, psi, kernels, after)
             on_marginals(lo, hi, (alpha * beta).reshape(hi - lo, -1), emis)
-        zero_shift = torch.zeros(1, 2, dtype=torch.float64, device=dev)
-        drift = PairStats(pairs=drift_pair.cpu())
-        if sacc_pairs:
-            pos = torch.as_tensor(sacc_pos, device=dev)
-            saccade = _pair_stats(torch.stack(sacc_pairs), ch.shift[pos])
-        else:
-            saccade = _pair_stats(drift_pair.new_zeros(0, 2, s, s), zero_shift[:0])
-        return FBResult(log_marginal, drift, saccade)
+        if stats is None:
+            empty = torch.zeros(0, 2, dtype=torch.float64)
+            none = PairStats(sq=empty, src=torch.zeros(0, 2, s, dtype=torch.float64), shift=empty)
+            return FBResult(log_marginal, PairStats(pairs=torch.zeros(2, s, s)), none)
+        return FBResult(log_marginal, *stats.result())
 
     def viterbi(self, emission: Emission, chunk: int) -> torch.Tensor:
         """``(N,)`` int64 most probable cell per position (flat window index)."""
@@ -317,6 +317,61 @@ class GridHMM:
                 back.append(bp)
                 best.append(int(d.argmax()))
         return d, back, best
+
+
+class _PairAccumulator:
+    """Expected transition counts, batched over the steps of a chunk.
+
+    For a step ``i → i+1`` with kernels ``(M_r, M_c)``: ``ξ_r = M_r ⊙ (α̂_i M_c ψ_{i+1}ᵀ)``
+    and ``ξ_c = M_c ⊙ (α̂_iᵀ M_r ψ_{i+1})``, with ``ψ = ê β̂ / c``.
+    """
+
+    def __init__(self, m_drift: torch.Tensor, shift: torch.Tensor) -> None:
+        self.m = m_drift
+        self.shift = shift
+        self.drift = torch.zeros(2, *m_drift.shape, dtype=torch.float64, device=m_drift.device)
+        self.sacc: list[PairStats] = []
+
+    def add(self, lo: int, alpha, psi, kernels, after) -> None:
+        n = alpha.shape[0]
+        src = list(range(n - 1))
+        tgt_psi = psi[1:]
+        tgt_k = kernels[1:]
+        if after is not None and after[0] is not None:  # the step into the next chunk
+            src.append(n - 1)
+            tgt_psi = torch.cat([tgt_psi, after[2][None]])
+            tgt_k = [*tgt_k, after[0]]
+        drift = [j for j, m in enumerate(tgt_k) if m is not None and m[0] is self.m]
+        sacc = [j for j, m in enumerate(tgt_k) if m is not None and m[0] is not self.m]
+        if drift:
+            a, p = alpha[[src[j] for j in drift]], tgt_psi[drift]
+            self.drift[0] += self.m * torch.bmm(a @ self.m, p.transpose(1, 2)).sum(0)
+            self.drift[1] += self.m * torch.bmm(a.transpose(1, 2) @ self.m, p).sum(0)
+        if sacc:
+            a, p = alpha[[src[j] for j in sacc]], tgt_psi[sacc]
+            mr = torch.stack([tgt_k[j][0] for j in sacc])
+            mc = torch.stack([tgt_k[j][1] for j in sacc])
+            pair = torch.stack(
+                [
+                    mr * torch.bmm(torch.bmm(a, mc), p.transpose(1, 2)),
+                    mc * torch.bmm(torch.bmm(a.transpose(1, 2), mr), p),
+                ],
+                dim=1,
+            )
+            self.sacc.append(_pair_stats(pair, self.shift[[lo + src[j] + 1 for j in sacc]]))
+
+    def result(self) -> tuple[PairStats, PairStats]:
+        s = self.m.shape[0]
+        if self.sacc:
+            sacc = PairStats(
+                sq=torch.cat([p.sq for p in self.sacc]),
+                src=torch.cat([p.src for p in self.sacc]),
+                shift=torch.cat([p.shift for p in self.sacc]),
+            )
+        else:
+            empty = torch.zeros(0, 2, dtype=torch.float64)
+            sacc = PairStats(sq=empty, src=torch.zeros(0, 2, s, dtype=torch.float64), shift=empty)
+        return PairStats(pairs=self.drift.cpu()), sacc
 
 
 def _pair_stats(pairs: torch.Tensor, shift: torch.Tensor) -> PairStats:

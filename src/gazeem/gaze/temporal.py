@@ -203,6 +203,7 @@ class HMMGazeProblem(_GazeProblem):
             self._chunk(win),
             on_marginals,
             pair_stats=est.learn_sigma_drift or est.learn_sigma_sacc,
+            keep_forward=cache and 3 * n * k * 8 <= est.cache_mb * 2**20,
         )
         post = HMMPosterior(
             windows=win,
