@@ -124,9 +124,11 @@ class PairStats:
     shift: torch.Tensor | None = None  # (G, 2)
     pairs: torch.Tensor | None = None  # (2, S, S), drift
 
-    @property
-    def empty(self) -> bool:
-        return float(self.pairs.sum() if self.pairs is not None else self.src.sum()) == 0.0
+    @classmethod
+    def no_saccades(cls, side: int) -> PairStats:
+        """Saccade statistics of a chain without saccade steps."""
+        empty = torch.zeros(0, 2, dtype=torch.float64)
+        return cls(sq=empty, src=torch.zeros(0, 2, side, dtype=torch.float64), shift=empty)
 
     def expected_log_transition(self, sigma: float) -> float:
         """``Σ ξ log M_σ`` (nats) at step SD ``sigma``."""
@@ -263,9 +265,8 @@ class GridHMM:
                 stats.add(lo, alpha, psi, kernels, after)
             on_marginals(lo, hi, (alpha * beta).reshape(hi - lo, -1), emis)
         if stats is None:
-            empty = torch.zeros(0, 2, dtype=torch.float64)
-            none = PairStats(sq=empty, src=torch.zeros(0, 2, s, dtype=torch.float64), shift=empty)
-            return FBResult(log_marginal, PairStats(pairs=torch.zeros(2, s, s)), none)
+            drift = PairStats(pairs=torch.zeros(2, s, s, dtype=torch.float64))
+            return FBResult(log_marginal, drift, PairStats.no_saccades(s))
         return FBResult(log_marginal, *stats.result())
 
     def viterbi(self, emission: Emission, chunk: int) -> torch.Tensor:
@@ -301,11 +302,14 @@ class GridHMM:
         e = emis.reshape(-1, s, s)
         d = d_prev
         back, best = [], []
+        log_drift = self.m_drift.log()
         for i, (g, m) in enumerate(zip(groups, self._step_kernels(lo, hi), strict=True)):
             if m is None:
                 pred, bp = log_init[g].reshape(s, s), None
             else:
-                lr, lc = m[0].log(), m[1].log()
+                lr, lc = (
+                    (log_drift, log_drift) if m[0] is self.m_drift else (m[0].log(), m[1].log())
+                )
                 # source cols first: t1[ir, jc] = max_ic d[ir, ic] + lc[ic, jc]
                 t1, ic = (d[:, :, None] + lc[None, :, :]).max(dim=1)
                 # then source rows: pred[jr, jc] = max_ir lr[ir, jr] + t1[ir, jc]
@@ -361,16 +365,13 @@ class _PairAccumulator:
             self.sacc.append(_pair_stats(pair, self.shift[[lo + src[j] + 1 for j in sacc]]))
 
     def result(self) -> tuple[PairStats, PairStats]:
-        s = self.m.shape[0]
-        if self.sacc:
-            sacc = PairStats(
-                sq=torch.cat([p.sq for p in self.sacc]),
-                src=torch.cat([p.src for p in self.sacc]),
-                shift=torch.cat([p.shift for p in self.sacc]),
-            )
-        else:
-            empty = torch.zeros(0, 2, dtype=torch.float64)
-            sacc = PairStats(sq=empty, src=torch.zeros(0, 2, s, dtype=torch.float64), shift=empty)
+        if not self.sacc:
+            return PairStats(pairs=self.drift.cpu()), PairStats.no_saccades(self.m.shape[0])
+        sacc = PairStats(
+            sq=torch.cat([p.sq for p in self.sacc]),
+            src=torch.cat([p.src for p in self.sacc]),
+            shift=torch.cat([p.shift for p in self.sacc]),
+        )
         return PairStats(pairs=self.drift.cpu()), sacc
 
 

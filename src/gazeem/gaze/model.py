@@ -442,10 +442,7 @@ class _GazeProblem:
     # E-step ------------------------------------------------------------------------------
     def e_step(self) -> EStep:
         est = self.est
-        h = window_half_width(
-            self.tracker.sigma, est.window_k, est.window_min, est.window_max, self.grid
-        )
-        win = make_windows(self.data, self.tracker, self.grid, h, self._drawn_keys)
+        win = self._windows(self._drawn_keys)
         pos = self._tracker_positions(win)
         dev = self.data.counts.device
         log_other = (
@@ -470,23 +467,40 @@ class _GazeProblem:
         post = GazePosterior(win, log_q, log_marg, resp_ll, draws)
         return EStep(post, float(log_marg.sum()))
 
+    def _windows(self, drawn_keys: torch.Tensor | None = None) -> Windows:
+        """Each fixation's window for the current tracker (half-width from its σ)."""
+        est = self.est
+        h = window_half_width(
+            self.tracker.sigma, est.window_k, est.window_min, est.window_max, self.grid
+        )
+        return make_windows(self.data, self.tracker, self.grid, h, drawn_keys)
+
     def _chunk_bins(self, bytes_per_bin: int) -> int:
         return max(1, int(self.est.chunk_mb * 2**20 // max(bytes_per_bin, 1)))
+
+    def _window_bin_bytes(self, win: Windows) -> int:
+        """Working memory of one bin's window log-likelihood: crops, drive, output, frames."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        r = win.side - 1 + p
+        k = win.side**2
+        item = d.counts.element_size()
+        frame_bytes = lags * d.frames.bytes_per_frame_read()  # each bin may need new frames
+        return item * (3 * d.n_units * k + lags * r * r + 2 * k) + frame_bytes
+
+    def _window_ll(self):
+        """``(crops, counts, positions) -> (T, K)`` response log-likelihood over windows."""
+        return getattr(self.response, "window_log_likelihood", None) or (
+            lambda c, y, z: ResponseModel.window_log_likelihood(self.response, c, y, z)
+        )
 
     def window_loglik(self, win: Windows) -> torch.Tensor:
         """``(F, K)`` float64 response log-likelihood summed over each fixation's bins."""
         d = self.data
-        p, lags = self.response.patch_size, self.response.n_lags
-        side = win.side
-        r = side - 1 + p
-        k = side * side
-        item = d.counts.element_size()
-        frame_bytes = lags * d.frames.bytes_per_frame_read()  # each bin may need new frames
-        chunk = self._chunk_bins(item * (3 * d.n_units * k + lags * r * r + 2 * k) + frame_bytes)
+        k = win.side**2
+        chunk = self._chunk_bins(self._window_bin_bytes(win))
         acc = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
-        window_ll = getattr(self.response, "window_log_likelihood", None) or (
-            lambda c, y, z: ResponseModel.window_log_likelihood(self.response, c, y, z)
-        )
+        window_ll = self._window_ll()
         with torch.no_grad():
             for bins, f, crops in self._window_crops(win, chunk):
                 positions = win.cells[f].to(d.counts.dtype)
@@ -495,23 +509,23 @@ class _GazeProblem:
         return acc
 
     def _window_crops(self, win: Windows, chunk: int):
-        """For each chunk of fitted bins: ``(bins, fixation, crops (T, lags, R, R))``.
-
-        A crop covers its fixation's window plus the patch around every cell.
-        """
+        """For each chunk of fitted bins: ``(bins, fixation, crops (T, lags, R, R))``."""
         d = self.data
-        p, lags = self.response.patch_size, self.response.n_lags
-        r = win.side - 1 + p
         for s in range(0, d.fit_bins.numel(), chunk):
             bins = d.fit_bins[s : s + chunk]
             f = d.fixation[bins]
-            c = win.centers[f]
-            top, left = c[:, 1] - win.half - p // 2, c[:, 0] - win.half - p // 2
-            yield (
-                bins,
-                f,
-                gather_crops(d.frames, lagged_frame_index(d.frame, bins, lags), top, left, r),
-            )
+            yield bins, f, self._crops_of(win, bins, f)
+
+    def _crops_of(self, win: Windows, bins: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """``(T, lags, R, R)`` crops of ``bins`` in fixations ``f``: each covers the
+        fixation's window plus the patch around every cell."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        c = win.centers[f]
+        top, left = c[:, 1] - win.half - p // 2, c[:, 0] - win.half - p // 2
+        return gather_crops(
+            d.frames, lagged_frame_index(d.frame, bins, lags), top, left, win.side - 1 + p
+        )
 
     def window_loglik_fast(self, win: Windows, log_other: torch.Tensor) -> torch.Tensor:
         """``(F, K)``: approximate scores rank the cells, the best ``fast_top_k`` are exact.
@@ -721,20 +735,28 @@ class _GazeProblem:
     def _pair_batches(self, cells, weights, keep, cache: bool):
         """A callable yielding ``(x, y, z, w)`` batches over all (bin, kept cell) pairs."""
         d = self.data
-        p, lags = self.response.patch_size, self.response.n_lags
         n_pairs = int(
             (keep.sum(1) * torch.bincount(d.fixation[d.fit_bins], minlength=keep.shape[0])).sum()
         )
-        # a cached pair holds its patch, its bin (counts are looked up, not copied: they
-        # would take more room than the patch), its position and its weight
-        per_pair = d.counts.element_size() * (lags * p * p + 3) + 8
         w_all = weights.to(d.counts.dtype)
-        counts = d.counts
 
         def make():
             for x, b, z, pf, pk in self._pair_chunks(keep, cells):
                 yield x, b, z, w_all[pf, pk]
 
+        return self._batches(make, n_pairs, cache)
+
+    def _batches(self, make, n_pairs: int, cache: bool):
+        """A callable over ``make()``'s ``(x, bins, z, w)``, yielding ``(x, counts, z, w)``.
+
+        With ``cache``, and when ``n_pairs`` fit in ``cache_mb``, the batches are made once
+        and kept. A kept pair holds its patch, its bin (counts are looked up, not copied:
+        they would take more room than the patch), its position and its weight.
+        """
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        per_pair = d.counts.element_size() * (lags * p * p + 3) + 8
+        counts = d.counts
         if cache and n_pairs * per_pair <= self.est.cache_mb * 2**20:
             cached = list(make())
             return lambda: ((x, counts[b], z, w) for x, b, z, w in cached)

@@ -25,9 +25,8 @@ from gazeem.em.estep import prune_support
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
 from gazeem.gaze.model import GazePosterior, _GazeProblem
 from gazeem.gaze.patches import gather_crops, lagged_frame_index
-from gazeem.gaze.windows import Windows, expected_positions, make_windows, window_half_width
+from gazeem.gaze.windows import Windows, expected_positions
 from gazeem.models.observation import TrackerStats
-from gazeem.models.response import ResponseModel
 
 log = logging.getLogger("gazeem.fit")
 
@@ -94,13 +93,6 @@ class HMMGazeProblem(_GazeProblem):
         log_init = self.prior.log_prob(win.cell_index.cpu()).to(c.device)
         return Chain(win.side, self.kind, shift, g, log_init)
 
-    def _windows(self) -> Windows:
-        est = self.est
-        h = window_half_width(
-            self.tracker.sigma, est.window_k, est.window_min, est.window_max, self.grid
-        )
-        return make_windows(self.data, self.tracker, self.grid, h)
-
     def _emission_fn(self, win: Windows, cache: bool):
         """``emission(lo, hi)``: response log-likelihood per bin and cell, plus the tracker
         term at middle bins, ``-inf`` off the support; and the tracker term ``(F, K)``."""
@@ -110,11 +102,7 @@ class HMMGazeProblem(_GazeProblem):
         log_tr = self.tracker.log_prob(d.fix_reading, pos).to(dev)
         mid_of = torch.full((self.kind.numel(),), -1, dtype=torch.int64, device=dev)
         mid_of[self.middle] = torch.arange(d.n_fixations, device=dev)
-        window_ll = getattr(self.response, "window_log_likelihood", None) or (
-            lambda c, y, z: ResponseModel.window_log_likelihood(self.response, c, y, z)
-        )
-        p, lags = self.response.patch_size, self.response.n_lags
-        r = win.side - 1 + p
+        window_ll = self._window_ll()
         store: dict = {}
 
         def emission(lo: int, hi: int) -> torch.Tensor:
@@ -122,12 +110,8 @@ class HMMGazeProblem(_GazeProblem):
                 return store[(lo, hi)]
             bins = d.fit_bins[lo:hi]
             f = self.group[lo:hi]
-            c = win.centers[f]
-            top, left = c[:, 1] - win.half - p // 2, c[:, 0] - win.half - p // 2
             with torch.no_grad():
-                crops = gather_crops(
-                    d.frames, lagged_frame_index(d.frame, bins, lags), top, left, r
-                )
+                crops = self._crops_of(win, bins, f)
                 ll = window_ll(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
             out = ll.reshape(hi - lo, -1).to(torch.float64)
             m = mid_of[lo:hi]
@@ -141,17 +125,8 @@ class HMMGazeProblem(_GazeProblem):
         return emission, log_tr, mid_of
 
     def _chunk(self, win: Windows) -> int:
-        d = self.data
-        p, lags = self.response.patch_size, self.response.n_lags
-        k = win.side**2
-        r = win.side - 1 + p
-        item = d.counts.element_size()
-        per_bin = (
-            item * (3 * d.n_units * k + lags * r * r + 2 * k)
-            + lags * d.frames.bytes_per_frame_read()
-            + 8 * 6 * k  # float64 α̂, β̂, ê, emission, γ and a temporary
-        )
-        return self._chunk_bins(per_bin)
+        # the window log-likelihood plus float64 α̂, β̂, ê, emission, γ and a temporary
+        return self._chunk_bins(self._window_bin_bytes(win) + 8 * 6 * win.side**2)
 
     def hmm(self) -> GridHMM:
         return GridHMM(self._chain, self.sigma_drift, self.sigma_sacc)
@@ -258,27 +233,17 @@ class HMMGazeProblem(_GazeProblem):
         p, lags = self.response.patch_size, self.response.n_lags
         dev = d.counts.device
         batch = self._pair_batch_size()
-        per_pair = d.counts.element_size() * (lags * p * p + 3) + 8
         w = w.to(device=dev, dtype=d.counts.dtype)
-        counts = d.counts
 
         def make():
             for s in range(0, bins.numel(), batch):
                 b = bins[s : s + batch].to(dev)
                 z = xy[s : s + batch].to(dev)
-                x = gather_crops(
-                    d.frames,
-                    lagged_frame_index(d.frame, b, lags),
-                    z[:, 1] - p // 2,
-                    z[:, 0] - p // 2,
-                    p,
-                )
+                top, left = z[:, 1] - p // 2, z[:, 0] - p // 2
+                x = gather_crops(d.frames, lagged_frame_index(d.frame, b, lags), top, left, p)
                 yield x, b, z.to(d.counts.dtype), w[s : s + batch]
 
-        if cache and bins.numel() * per_pair <= self.est.cache_mb * 2**20:
-            cached = list(make())
-            return lambda: ((x, counts[b], z, w_) for x, b, z, w_ in cached)
-        return lambda: ((x, counts[b], z, w_) for x, b, z, w_ in make())
+        return self._batches(make, bins.numel(), cache)
 
     # results -----------------------------------------------------------------------------
     def viterbi(self) -> np.ndarray:
