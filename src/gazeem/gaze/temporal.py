@@ -66,9 +66,12 @@ class HMMGazeProblem(_GazeProblem):
         fb = d.fixation[d.fit_bins].cpu()
         n_bins = torch.bincount(fb, minlength=d.n_fixations)
         start = torch.cumsum(n_bins, 0) - n_bins
-        #: chain position of each fixation's middle bin (where the tracker term sits)
-        self.middle = (start + n_bins // 2).to(d.counts.device)
         self.group = fb.to(d.counts.device)
+        #: per chain position, the fixation whose middle bin it is (where the tracker term
+        #: sits), else -1
+        self.mid_of = torch.full((fb.numel(),), -1, dtype=torch.int64)
+        self.mid_of[start + n_bins // 2] = torch.arange(d.n_fixations)
+        self.mid_of = self.mid_of.to(d.counts.device)
         bins = d.fit_bins.cpu().numpy()
         invalid = np.concatenate([[0], np.cumsum(~np.isfinite(d.eye_px[:, 0]))])
         # an invalid sample strictly between two consecutive fitted bins: a blink
@@ -100,8 +103,7 @@ class HMMGazeProblem(_GazeProblem):
         dev = d.counts.device
         pos = self._tracker_positions(win)
         log_tr = self.tracker.log_prob(d.fix_reading, pos).to(dev)
-        mid_of = torch.full((self.kind.numel(),), -1, dtype=torch.int64, device=dev)
-        mid_of[self.middle] = torch.arange(d.n_fixations, device=dev)
+        mid_of = self.mid_of
         window_ll = self._window_ll()
         store: dict = {}
 
@@ -122,7 +124,11 @@ class HMMGazeProblem(_GazeProblem):
                 store[(lo, hi)] = out
             return out
 
-        return emission, log_tr, mid_of
+        return emission, log_tr
+
+    def _emissions_fit(self, win: Windows) -> bool:
+        """Whether every bin's float64 emissions fit in ``cache_mb`` (then kept, not redone)."""
+        return self.kind.numel() * win.side**2 * 8 <= self.est.cache_mb * 2**20
 
     def _chunk(self, win: Windows) -> int:
         # the window log-likelihood plus float64 α̂, β̂, ê, emission, γ and a temporary
@@ -138,8 +144,9 @@ class HMMGazeProblem(_GazeProblem):
         self._chain = self.chain(win)
         n = self.kind.numel()
         k = win.side**2
-        cache = n * k * 8 <= est.cache_mb * 2**20
-        emission, log_tr, mid_of = self._emission_fn(win, cache)
+        cache = self._emissions_fit(win)
+        emission, log_tr = self._emission_fn(win, cache)
+        mid_of = self.mid_of
         pos = self._tracker_positions(win) + self.center_px  # (F, K, 2) stimulus px
         pos = pos.to(d.counts.device)
         cap = min(k, int(est.mstep_max_cells))
@@ -250,7 +257,7 @@ class HMMGazeProblem(_GazeProblem):
         """``(N, 2)`` stimulus-pixel cells of the most probable path (fitted bins)."""
         win = self._windows()
         self._chain = self.chain(win)
-        emission, _, _ = self._emission_fn(win, cache=False)
+        emission, _ = self._emission_fn(win, cache=self._emissions_fit(win))
         path = self.hmm().viterbi(emission, self._chunk(win))
         pos = self._tracker_positions(win) + self.center_px
         return pos[self.group.cpu(), path].numpy()
