@@ -89,7 +89,13 @@ def test_lbfgs_and_adam_reach_the_same_optimum():
         )
         fits[method] = (mod, info)
     (ml, il), (ma, ia) = fits["lbfgs"], fits["adam"]
-    assert ia.objective == pytest.approx(il.objective, abs=1e-7)
+    # Objectives are per unit weight (W = Σw ≈ 1815). Adam stops after a fixed number of
+    # steps, so its gap to the optimum depends on the CPU's rounding (4.6e-10 on one
+    # machine, 4.7e-7 on another). 0.01 nats in total (5.5e-6 per unit weight) is 50x
+    # below 0.5 nats, the smallest log-likelihood difference a test between models notices.
+    total = float(w.sum())
+    assert abs(ia.objective - il.objective) * total < 0.01
+    # parameters: each entry's standard error is ~1/√(W·rate) ≈ 0.03; 2e-3 is 1/15 of it
     torch.testing.assert_close(ma.rf, ml.rf, atol=2e-3, rtol=0)
     torch.testing.assert_close(ma.bias, ml.bias, atol=2e-3, rtol=0)
     # and the optimum is a stationary point of the penalised weighted likelihood

@@ -166,7 +166,12 @@ class BaseMixture:
                     _MixtureProblem(self, X), tol=self.tol, max_iter=int(self.max_iter)
                 )
                 ll = state.log_likelihood[-1]
-                if ll > best_ll or best_params is None:
+                # Several starts often reach the same optimum, with components in another
+                # order and log-likelihoods that differ in the last bits, by CPU and thread
+                # count. Only a gain larger than what convergence resolves (tol per sample)
+                # picks a later start, so ties go to the first start on every machine.
+                margin = max(float(self.tol) * X.shape[0], 1e-9 * abs(best_ll))
+                if best_params is None or ll > best_ll + margin:
                     best_ll, best_params, best_state = ll, self._get_parameters(), state
         self._set_parameters(best_params)
         n = X.shape[0]
