@@ -1,7 +1,6 @@
 """Monte-Carlo EM, learned priors, the gradient M-steps, and determinism."""
 
 import numpy as np
-import pytest
 import torch
 
 from gazeem.em.mstep import maximize_weighted
