@@ -16,6 +16,7 @@ import xarray as xr
 from gazeem import __version__
 from gazeem.errors import GazeemError
 from gazeem.io.dataset import write_netcdf_atomic
+from gazeem.io.files import atomic_output, open_netcdf
 
 
 def rf_centre_and_size(rf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,10 +42,7 @@ def rf_centre_and_size(rf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def summarize_fit(path) -> tuple[dict, pd.DataFrame]:
     """One session's row and its per-unit rows."""
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        for name in ("sigma", "offset", "gain", "loglik"):
-            if name not in ds:
-                raise GazeemError(f"{path}: field '{name}': missing; is this a gazeem fit result?")
+    with open_netcdf(path, "fit result", ("sigma", "offset", "gain", "loglik")) as ds:
         ppd = float(ds.attrs["ppd"])
         session = str(ds.attrs.get("session") or Path(path).stem)
         off = ds["offset"].values
@@ -136,8 +134,5 @@ def aggregate(fits: list, out_nc, out_tsv, out_units_tsv=None) -> xr.Dataset:
 
 
 def _write_tsv(frame: pd.DataFrame, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

@@ -7,9 +7,9 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
-import xarray as xr
 import yaml
 
 from gazeem import __version__
@@ -26,20 +26,37 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+def _settings(args: argparse.Namespace, section: str, allowed: list[str]) -> dict:
+    """The ``section`` settings from ``--config`` and ``--set``, checked by the schema.
+
+    The same schema validates the workflow's config.yaml, so the CLI accepts exactly what
+    the workflow accepts; the error names where the bad value came from.
+    """
+    from gazeem.config import check_keys, load_section, parse_overrides, validate_section
+
+    from_file = load_section(args.config, section)
+    overrides = parse_overrides(args.set)
+    params = {**from_file, **overrides}
+    check_keys(params, allowed, f"{section} settings")
+    sources = {k: str(args.config) for k in from_file}
+    sources.update({item.partition("=")[0].strip(): f"--set {item}" for item in args.set or []})
+    validate_section(params, section, sources)
+    return params
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
-    from gazeem.config import check_keys, load_section, parse_overrides
     from gazeem.io.dataset import write_netcdf_atomic
     from gazeem.io.hdf5 import session_to_hdf5
     from gazeem.io.nwb import session_to_nwb
     from gazeem.simulate import SimulationConfig, simulate_session
 
-    params = {**load_section(args.config, "simulate"), **parse_overrides(args.set)}
-    check_keys(params, [f.name for f in fields(SimulationConfig)], "simulate config")
+    names = [f.name for f in fields(SimulationConfig) if f.name not in ("session", "extra")]
+    params = _settings(args, "simulate", names)
     if args.seed is not None:
         params["seed"] = args.seed
-    params.setdefault("session", Path(args.output).stem)
+    params["session"] = args.session or Path(args.output).stem
     for k in (
         "stim_center_deg",
         "rate_hz",
@@ -75,15 +92,16 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 def cmd_ingest(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
-    from gazeem.config import check_keys, load_section, parse_overrides
     from gazeem.ingest import IngestSettings, ingest_session
     from gazeem.io.sessions import read_sessions
 
     table = read_sessions(args.sessions)
     if args.session not in table:
-        raise GazeemError(f"{args.sessions}: no session {args.session!r}; it has {sorted(table)}.")
-    params = {**load_section(args.config, "ingest"), **parse_overrides(args.set)}
-    check_keys(params, [f.name for f in fields(IngestSettings)], "ingest config")
+        raise GazeemError(
+            f"{args.sessions}: field 'session': no session {args.session!r}; "
+            f"it has {sorted(table)}."
+        )
+    params = _settings(args, "ingest", [f.name for f in fields(IngestSettings)])
     base = Path(args.base) if args.base else None
     ingest_session(table[args.session], args.output, IngestSettings(**params), base=base)
 
@@ -111,19 +129,19 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    from gazeem.config import check_keys, load_section, parse_overrides
-    from gazeem.gaze.model import GazeEM
+    from gazeem.gaze.model import GazeEM, TrackerGainWarning
     from gazeem.io.dataset import validate_session, write_netcdf_atomic
+    from gazeem.io.files import open_netcdf
 
-    params = {**load_section(args.config, "fit"), **parse_overrides(args.set)}
-    check_keys(params, [p for p in GazeEM._param_names() if p != "response_model"], "fit config")
+    names = [p for p in GazeEM._param_names() if p not in ("response_model", "progress")]
+    params = _settings(args, "fit", names)
     if args.device:
         params["device"] = args.device
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    est = GazeEM(progress=args.progress, **{k: v for k, v in params.items() if k != "progress"})
+    est = GazeEM(progress=args.progress, **params)
     log.info(
         "gazeem %s (torch %s, %d threads): fitting %s with config\n%s",
         __version__,
@@ -132,11 +150,30 @@ def cmd_fit(args: argparse.Namespace) -> None:
         args.session,
         yaml.safe_dump(est.get_params()),
     )
-    with xr.open_dataset(args.session, engine="h5netcdf") as ds:
+    required = ("counts", "eye", "eye_valid", "fixation", "frame", "stimulus")
+    with open_netcdf(args.session, "session dataset", required) as ds:
         # everything but the stimulus in memory; the fit reads frames as it needs them
-        ds = validate_session(ds.drop_vars("stimulus").load().assign(stimulus=ds["stimulus"]))
+        try:
+            small = ds.drop_vars("stimulus").load()
+        except (OSError, ValueError) as err:
+            raise GazeemError(
+                f"{args.session}: field '/': cannot be read; the file may be corrupt "
+                f"({type(err).__name__}: {err})."
+            ) from None
+        ds = validate_session(small.assign(stimulus=ds["stimulus"]))
+        ds.encoding["source"] = str(args.session)
         t0 = time.perf_counter()
-        est.fit(ds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TrackerGainWarning)  # it stops the command below
+            try:
+                est.fit(ds)
+            except OSError as err:  # frames are read lazily: a corrupt chunk shows up here
+                raise GazeemError(
+                    f"{args.session}: field 'stimulus': cannot be read; the file may be corrupt "
+                    f"({type(err).__name__}: {err})."
+                ) from None
+        if est.gain_problem_:
+            raise GazeemError(f"{est.gain_problem_} Nothing was written to {args.output}.")
         log.info(
             "device %s: %d iterations, converged=%s, log-likelihood %.6g, %.1f s",
             est.device_,
@@ -166,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="YAML file; its 'simulate' mapping sets SimulationConfig fields"
     )
     s.add_argument("--seed", type=int)
+    s.add_argument("--session", help="the session's name (default: the output's stem)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
     s.set_defaults(func=cmd_simulate)
 

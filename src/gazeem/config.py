@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from gazeem.errors import GazeemError
@@ -51,3 +53,41 @@ def check_keys(given: dict[str, Any], allowed: list[str], where: str) -> None:
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise GazeemError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
+
+
+def config_schema_path() -> Path:
+    """The workflow config's JSON schema, shipped in the package (the workflow reads it too)."""
+    return Path(str(resources.files("gazeem.schemas").joinpath("config.schema.yaml")))
+
+
+def section_schema(section: str) -> dict:
+    """The schema of one section (``fit``, ``ingest``, ``simulate``) of config.yaml."""
+    return yaml.safe_load(config_schema_path().read_text())["properties"][section]
+
+
+def validate_section(
+    params: dict[str, Any], section: str, sources: dict[str, str] | None = None
+) -> None:
+    """Check settings against the section's schema, exactly as the workflow does.
+
+    Whole-number floats given for integer settings (``1e3``) are turned into ints in place.
+
+    ``sources`` maps a key to where it was given (a config file, ``--set``), for the
+    message; one error names that place and the field.
+    """
+    schema = section_schema(section)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if not errors:
+        # JSON Schema counts 1e3 as an integer; hand the code the int it expects
+        for key, value in params.items():
+            spec = schema.get("properties", {}).get(key, {})
+            if spec.get("type") == "integer" and isinstance(value, float):
+                params[key] = int(value)
+        return
+    err = errors[0]
+    key = str(err.absolute_path[0]) if err.absolute_path else ""
+    if not key and err.validator == "additionalProperties":
+        key = err.message.split("'")[1] if "'" in err.message else ""
+    where = (sources or {}).get(key, "settings")
+    raise GazeemError(f"{where}: field '{section}.{key}': {err.message}")

@@ -38,3 +38,17 @@ def resolve_dtype(dtype: str | torch.dtype = "float32") -> torch.dtype:
         return _DTYPES[dtype]
     except KeyError:
         raise GazeemError(f"dtype must be 'float32' or 'float64', got {dtype!r}.") from None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``lscpu``'s "Model name"), recorded with every fit."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "cpu model", "hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

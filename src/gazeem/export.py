@@ -10,16 +10,15 @@ writing; the copy is validated with pynwb before it is renamed into place.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+import h5py
 import numpy as np
-import xarray as xr
 
 from gazeem import __version__
 from gazeem.errors import GazeemError
+from gazeem.io.files import atomic_output, check_readable_hdf5, open_netcdf, short_message
 
 log = logging.getLogger("gazeem.export")
 CONTAINER = "EyeTrackingCorrected"
@@ -31,27 +30,28 @@ def export_nwb(source, fit, output) -> Path:
     from pynwb.behavior import EyeTracking, SpatialSeries
 
     source, output = Path(source), Path(output)
-    if not source.exists():
-        raise GazeemError(f"{source}: no such NWB file.")
-    if source.resolve() == output.resolve():
+    check_readable_hdf5(source, "NWB file")
+    if output.exists() and source.resolve() == output.resolve():
         raise GazeemError(
             f"{output}: the export must not overwrite its source; choose another output path."
         )
-    with xr.open_dataset(fit, engine="h5netcdf") as ds:
-        for name in ("gaze_mean", "gaze_sd"):
-            if name not in ds:
-                raise GazeemError(f"{fit}: field '{name}': missing; is this a gazeem fit result?")
+    _refuse_external_links(source)
+    with open_netcdf(fit, "fit result", ("gaze_mean", "gaze_sd")) as ds:
         t = ds["time"].values.astype(np.float64)
         mean = ds["gaze_mean"].values.astype(np.float64)
         sd = ds["gaze_sd"].values.astype(np.float64)
         version = ds.attrs.get("gazeem_version", "?")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".nwb", dir=output.parent)
-    os.close(fd)
-    try:
+    with atomic_output(output) as tmp:
         shutil.copyfile(source, tmp)
-        with NWBHDF5IO(tmp, "a", load_namespaces=True) as io:
+        try:
+            io = NWBHDF5IO(str(tmp), "a", load_namespaces=True)
             nwb = io.read()
+        except Exception as err:  # pynwb/hdmf raise many types for truncated or foreign files
+            raise GazeemError(
+                f"{source}: field '/': not a readable NWB file ({type(err).__name__}: "
+                f"{short_message(err)})."
+            ) from None
+        with io:
             if "behavior" in nwb.processing:
                 behavior = nwb.processing["behavior"]
             else:
@@ -82,9 +82,34 @@ def export_nwb(source, fit, output) -> Path:
             errors = validate(io=io)
         if errors:
             raise GazeemError(f"{output}: the exported file fails NWB validation: {errors[:3]}")
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     log.info("exported corrected gaze (gazeem %s) of %s into %s", __version__, fit, output)
     return output
+
+
+def _refuse_external_links(source: Path) -> None:
+    """Stop if the NWB file links to datasets in other files.
+
+    The export opens its copy for appending; through an external link HDF5 would open the
+    linked file too, and the export must never open anything but its own output for
+    writing.
+    """
+    try:
+        with h5py.File(source, "r") as f:
+            links: list[str] = []
+
+            def visit(name, link):
+                if isinstance(link, h5py.ExternalLink):
+                    links.append(f"/{name} -> {link.filename}:{link.path}")
+
+            f.visititems_links(visit)
+    except OSError as err:
+        raise GazeemError(
+            f"{source}: field '/': not a readable HDF5 file; it may be truncated "
+            f"({short_message(err)})."
+        ) from None
+    if links:
+        raise GazeemError(
+            f"{source}: field '{links[0].split(' ')[0]}': is an HDF5 external link to another "
+            f"file ({len(links)} in all, e.g. {links[0]}); gazeem exports only self-contained "
+            "NWB files. Make one with `h5repack` or pynwb's export (which copies linked data)."
+        )

@@ -7,7 +7,6 @@ sessions (from ``params.nc``): ``tracker`` and ``rf_improvement``.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from gazeem import __version__
+from gazeem.io.files import atomic_output, open_netcdf
 
 SESSION_FIGURES = ("gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth", "drift")
 SUMMARY_FIGURES = ("tracker", "rf_improvement")
@@ -56,9 +56,12 @@ def _save(fig, outdir: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         final = outdir / f"{name}.{ext}"
-        tmp = outdir / f".{name}.tmp.{ext}"
-        fig.savefig(tmp, metadata={"Creator": f"gazeem {__version__}"} if ext == "pdf" else None)
-        os.replace(tmp, final)
+        with atomic_output(final) as tmp:
+            fig.savefig(
+                tmp,
+                format=ext,
+                metadata={"Creator": f"gazeem {__version__}"} if ext == "pdf" else None,
+            )
         paths.append(final)
     plt.close(fig)
     return paths
@@ -400,13 +403,15 @@ SESSION_MAKERS = {
     "truth": fig_truth,
     "drift": fig_drift,
 }
+#: what every session figure reads from a fit result
+FIT_REQUIRED = ("eye", "fixation", "gaze_mean", "gaze_sd", "rf", "rf_initial", "sigma", "loglik")
 SUMMARY_MAKERS = {"tracker": fig_tracker, "rf_improvement": fig_rf_improvement}
 
 
 def session_figures(fit_path, outdir, max_units: int = 12) -> list[Path]:
     """Draw every per-session figure of one fit result into ``outdir``."""
     out = []
-    with xr.open_dataset(fit_path, engine="h5netcdf") as fit, _style():
+    with open_netcdf(fit_path, "fit result", FIT_REQUIRED) as fit, _style():
         fit = fit.load()
         for name, make in SESSION_MAKERS.items():
             fig = make(fit, max_units=max_units) if make is fig_rfs else make(fit)
@@ -417,7 +422,10 @@ def session_figures(fit_path, outdir, max_units: int = 12) -> list[Path]:
 def summary_figures(params_path, outdir) -> list[Path]:
     """Draw the across-session figures from ``params.nc`` into ``outdir``."""
     out = []
-    with xr.open_dataset(params_path, engine="h5netcdf") as params, _style():
+    with (
+        open_netcdf(params_path, "parameter table (params.nc)", ("sigma_deg",)) as params,
+        _style(),
+    ):
         params = params.load()
         for name, make in SUMMARY_MAKERS.items():
             out += _save(make(params), Path(outdir), name)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,9 +19,12 @@ import xarray as xr
 
 from gazeem import __version__
 from gazeem.coords import StimulusGeometry
+from gazeem.errors import SessionValidationError
 from gazeem.io.dataset import validate_session
+from gazeem.io.files import atomic_output
 from gazeem.io.raw import IngestError, RawSession
 from gazeem.io.sessions import SessionMeta
+from gazeem.memory import check_allocation
 from gazeem.preprocess import (
     bin_eye,
     bin_spikes,
@@ -34,6 +35,14 @@ from gazeem.preprocess import (
 )
 
 log = logging.getLogger("gazeem.ingest")
+
+#: largest |contrast| accepted; fields are fitted to contrast of order 1, and a stimulus
+#: scaled by 1e38 (a wrong conversion) drives every penalised field to exactly zero
+MAX_CONTRAST = 1e3
+#: fastest eye trackers sample at 2 kHz and displays refresh at 500 Hz at most; far faster
+#: sampling means timestamps in the wrong unit (ms labelled s, or s labelled ms)
+MAX_EYE_RATE_HZ = 20_000.0
+MAX_FRAME_RATE_HZ = 5_000.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,19 @@ def _check_clock(t: np.ndarray, path, fld: str) -> None:
         )
 
 
+def _check_rate(period: float, max_hz: float, path, fld: str, what: str) -> None:
+    """A sampling period that implies an impossible rate means timestamps in wrong units."""
+    if period > 0 and 1.0 / period > max_hz:
+        raise IngestError(
+            path,
+            fld,
+            f"the {what} are {period:.3g} s apart ({1.0 / period:,.0f} per second, more than "
+            f"{max_hz:,.0f}); are the timestamps in the units the file states (seconds in NWB, "
+            "the units attribute in plain HDF5)? Milliseconds labelled as seconds, or seconds "
+            "labelled as milliseconds, look like this.",
+        )
+
+
 def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) -> dict:
     """Check a raw recording and bin it; returns the per-bin arrays and the frame range."""
     path = raw.source
@@ -114,9 +136,21 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
             f"{settings.max_eye_gap_s}); lost samples should be NaN rows, not missing timestamps.",
         )
     eye_dt = float(np.median(gaps)) if gaps.size else 0.0
+    _check_rate(eye_dt, MAX_EYE_RATE_HZ, path, "eye timestamps", "eye samples")
     # each sample stands for the interval of half a sample period on either side
     eye_span = (raw.eye_t[0] - eye_dt / 2, raw.eye_t[-1] + eye_dt / 2)
-    period = float(np.median(np.diff(raw.frame_t))) if len(raw.frame_t) > 1 else 0.0
+    if len(raw.frame_t) > 1:
+        period = float(np.median(np.diff(raw.frame_t)))
+        _check_rate(period, MAX_FRAME_RATE_HZ, path, "stimulus timestamps", "frames")
+    elif meta.bin_s is None:
+        raise IngestError(
+            path,
+            "bin_s",
+            "the stimulus has a single frame, so bins cannot follow the frames; set bin_s in "
+            "sessions.tsv (the frame is then taken to stay on until the eye trace ends).",
+        )
+    else:  # one static frame: shown until the recording ends
+        period = max(eye_span[1] - raw.frame_t[0], 0.0)
     stim_span = (raw.frame_t[0], raw.frame_t[-1] + period)
     t0, t1 = max(eye_span[0], stim_span[0]), min(eye_span[1], stim_span[1])
     if t1 <= t0:
@@ -129,6 +163,12 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
     rec0, rec1 = min(eye_span[0], stim_span[0]), max(eye_span[1], stim_span[1])
     tol = settings.spike_tolerance_s
     for uid, st in zip(raw.unit_ids, raw.spike_times, strict=True):
+        if not np.all(np.isfinite(st)):
+            raise IngestError(
+                path,
+                f"units/spike_times (unit {uid})",
+                f"{int(np.sum(~np.isfinite(st)))} spike times are NaN or inf.",
+            )
         if st.size and (st.min() < rec0 - tol or st.max() > rec1 + tol):
             raise IngestError(
                 path,
@@ -136,6 +176,14 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
                 f"spikes from {st.min():.3f} to {st.max():.3f} s lie outside the recording "
                 f"({rec0:.3f}–{rec1:.3f} s); the spike clock may not match the eye and stimulus clocks.",
             )
+    n_bins = (t1 - t0) / meta.bin_s if meta.bin_s else len(raw.frame_t)
+    check_allocation(
+        n_bins * (8 * len(raw.unit_ids) + 96),
+        str(path),
+        "bin_s",
+        f"binning {t1 - t0:.1f} s into {n_bins:,.0f} bins of {len(raw.unit_ids)} units",
+        "choose a longer bin_s in sessions.tsv (bins of one stimulus frame are usual).",
+    )
     edges = frame_bin_edges(raw.frame_t, t0, t1, meta.bin_s)
     if len(edges) < 2:
         raise IngestError(path, "stimulus timestamps", "the recording is shorter than one bin.")
@@ -216,18 +264,16 @@ def ingest_session(
         b = bin_session(raw, meta, settings)
         f0, f1 = b["frame_range"]
         ds = _small_dataset(raw, meta, settings, b)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-        os.close(fd)
-        try:
+        with atomic_output(output) as tmp:
             ds.to_netcdf(tmp, engine="h5netcdf", encoding=_encoding(ds, settings))
-            _append_frames(tmp, raw.frames, f0, f1, settings)
+            _append_frames(tmp, raw, f0, f1, settings)
             with xr.open_dataset(tmp, engine="h5netcdf") as written:
-                validate_session(written)
-            os.replace(tmp, output)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+                try:
+                    validate_session(written)
+                except SessionValidationError as err:  # name the source, not the temporary
+                    raise SessionValidationError(
+                        str(err).replace(str(tmp), str(raw.source))
+                    ) from None
     log.info(
         "ingested %s: %d bins, %d units, %d frames -> %s",
         meta.session,
@@ -338,8 +384,9 @@ def _encoding(ds: xr.Dataset, settings: IngestSettings) -> dict:
     return enc
 
 
-def _append_frames(path: str, frames, f0: int, f1: int, settings: IngestSettings) -> None:
+def _append_frames(path, raw: RawSession, f0: int, f1: int, settings: IngestSettings) -> None:
     """Add ``stimulus (frame, row, col)`` to the file, copying a chunk of frames at a time."""
+    frames = raw.frames
     rows, cols = frames.shape[1:]
     n = f1 - f0
     with h5netcdf.File(path, "a") as f:
@@ -354,9 +401,30 @@ def _append_frames(path: str, frames, f0: int, f1: int, settings: IngestSettings
         var.attrs["units"] = "1"
         var.attrs["long_name"] = "stimulus contrast (0 = mean luminance)"
         step = int(settings.frames_per_chunk)
+        lo, hi = np.inf, -np.inf
         for a in range(0, n, step):
             b = min(n, a + step)
             block = frames[f0 + a : f0 + b]
             if not np.all(np.isfinite(block)):
-                raise IngestError(path, "stimulus", f"frames {f0 + a}–{f0 + b} hold NaN or inf.")
+                bad = f0 + a + int(np.flatnonzero(~np.isfinite(block).all(axis=(1, 2)))[0])
+                raise IngestError(
+                    raw.source,
+                    raw.frames_field,
+                    f"frame {bad} holds NaN or inf (frames must be finite contrast values).",
+                )
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+            if max(abs(lo), abs(hi)) > MAX_CONTRAST:
+                raise IngestError(
+                    raw.source,
+                    raw.frames_field,
+                    f"values reach {max(abs(lo), abs(hi)):.3g} after the conversion; gazeem "
+                    f"expects contrast of order 1 (0 = mean luminance, at most ±{MAX_CONTRAST:g}). "
+                    "Check the series' conversion/offset (NWB) or store contrast (HDF5).",
+                )
             var[a:b] = block
+    if n and lo == hi:
+        raise IngestError(
+            raw.source,
+            raw.frames_field,
+            f"every frame shown is the constant {lo:g}: there is no stimulus to fit fields to.",
+        )

@@ -19,7 +19,9 @@ import xarray as xr
 
 from gazeem import __version__
 from gazeem.coords import StimulusGeometry
+from gazeem.errors import GazeemError
 from gazeem.gaze.patches import FrameSource, gather_crops, lagged_frame_index
+from gazeem.memory import check_allocation
 
 
 @dataclass
@@ -134,6 +136,28 @@ def _gaze_sequence(cfg: SimulationConfig, rng: np.random.Generator):
     return gaze, fixation, blink, calib
 
 
+def _check_size(cfg: SimulationConfig) -> None:
+    """Refuse sizes that are not positive, or that would not fit in memory."""
+    for name in ("n_bins", "stim_rows", "stim_cols", "frame_hold", "n_units", "patch_size"):
+        v = getattr(cfg, name)
+        if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1:
+            raise GazeemError(
+                f"simulate settings: field '{name}': must be an integer >= 1, got {v!r}."
+            )
+    if cfg.n_bins < 10:
+        raise GazeemError(f"simulate settings: field 'n_bins': must be >= 10, got {cfg.n_bins}.")
+    n_frames = math.ceil(cfg.n_bins / cfg.frame_hold)
+    # frames (float32 plus int8 draws), per-bin arrays, counts and rates (float64)
+    nbytes = n_frames * cfg.stim_rows * cfg.stim_cols * 5 + cfg.n_bins * (16 * cfg.n_units + 128)
+    check_allocation(
+        nbytes,
+        "simulate settings",
+        "n_bins",
+        f"simulating {cfg.n_bins:,} bins of {cfg.stim_rows}x{cfg.stim_cols} px frames",
+        "lower n_bins (or the stimulus size).",
+    )
+
+
 def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dataset:
     """Simulate one session; returns a contract-conforming :class:`xarray.Dataset` with truth.
 
@@ -147,6 +171,7 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         if not hasattr(cfg, k):
             raise TypeError(f"unknown simulation parameter {k!r}")
         setattr(cfg, k, v)
+    _check_size(cfg)
     rng = np.random.default_rng(cfg.seed)
     geom = StimulusGeometry(cfg.ppd, tuple(cfg.stim_center_deg), (cfg.stim_rows, cfg.stim_cols))
 

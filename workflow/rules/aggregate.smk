@@ -18,5 +18,5 @@ rule aggregate:
     conda:
         "../envs/gazeem.yaml"
     shell:
-        "gazeem aggregate {input.fits} --params-nc {output.nc} --params-tsv {output.tsv} "
-        "--units-tsv {output.units} > {log} 2>&1"
+        "gazeem aggregate {input.fits:q} --params-nc {output.nc:q} --params-tsv {output.tsv:q} "
+        "--units-tsv {output.units:q} > {log:q} 2>&1"

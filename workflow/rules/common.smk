@@ -3,12 +3,16 @@ import json
 import re
 import shlex
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import gazeem
+from gazeem.config import config_schema_path
+from gazeem.errors import GazeemError
+from gazeem.io.sessions import read_sessions
 
 # every rule has it as a param, so that a new gazeem version re-runs the pipeline
 GAZEEM_VERSION = gazeem.__version__
@@ -18,15 +22,16 @@ GAZEEM_VERSION = gazeem.__version__
 shell.prefix(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; ")
 
 
-validate(config, "../schemas/config.schema.yaml")
-
-SESSION_TABLE = pd.read_csv(
-    config["sessions"], sep="\t", dtype={"session": str}, comment="#"
-).set_index("session", drop=False)
-validate(SESSION_TABLE, "../schemas/sessions.schema.yaml")
-SESSIONS = SESSION_TABLE.index.tolist()
-SIMULATED = [s for s in SESSIONS if bool(SESSION_TABLE.loc[s, "simulate"])]
-NWB_SESSIONS = [s for s in SESSIONS if SESSION_TABLE.loc[s, "format"] == "nwb"]
+# one schema each, shipped in the package: the CLI validates its settings with the same
+validate(config, str(config_schema_path()))
+try:
+    # gazeem's reader: row-numbered errors for bad fields, stray tabs and repeated names
+    _TABLE = read_sessions(config["sessions"])
+except GazeemError as err:
+    raise WorkflowError(f"gazeem ERROR: {err}") from None
+SESSIONS = list(_TABLE)
+SIMULATED = [s for s in SESSIONS if _TABLE[s].simulate]
+NWB_SESSIONS = [s for s in SESSIONS if _TABLE[s].format == "nwb"]
 
 FIGURES = ["gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth", "drift"]
 SUMMARY_FIGURES = ["tracker", "rf_improvement"]
@@ -35,17 +40,18 @@ SUMMARY_FIGURES = ["tracker", "rf_improvement"]
 def _check_sources():
     """Every source file exists, or is one the workflow simulates (resources/demo/)."""
     for s in SESSIONS:
-        path = SESSION_TABLE.loc[s, "path"]
+        path = _TABLE[s].path
         if s in SIMULATED:
-            ext = "nwb" if SESSION_TABLE.loc[s, "format"] == "nwb" else "h5"
+            ext = "nwb" if _TABLE[s].format == "nwb" else "h5"
             if path != f"resources/demo/{s}.{ext}":
-                raise ValueError(
-                    f"{config['sessions']}: session {s}: field 'path': a simulated session must be "
-                    f"at resources/demo/{s}.{ext}, got {path}"
+                raise WorkflowError(
+                    f"gazeem ERROR: {config['sessions']}: session {s}: field 'path': a simulated "
+                    f"session must be at resources/demo/{s}.{ext}, got {path}"
                 )
-        elif not Path(path).exists():
-            raise ValueError(
-                f"{config['sessions']}: session {s}: field 'path': {path} does not exist"
+        elif not Path(path).is_file():
+            raise WorkflowError(
+                f"gazeem ERROR: {config['sessions']}: session {s}: field 'path': {path} does "
+                "not exist"
             )
 
 
@@ -57,13 +63,12 @@ wildcard_constraints:
 
 
 def source_file(wildcards):
-    return SESSION_TABLE.loc[wildcards.session, "path"]
+    return _TABLE[wildcards.session].path
 
 
 def session_row(wildcards):
     """The session's row, as params: a change to it re-runs that session's jobs."""
-    row = SESSION_TABLE.loc[wildcards.session].to_dict()
-    return {k: v for k, v in row.items() if pd.notnull(v)}
+    return {k: v for k, v in asdict(_TABLE[wildcards.session]).items() if v is not None}
 
 
 def simulate_seed(wildcards):

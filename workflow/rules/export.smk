@@ -13,4 +13,4 @@ rule export_nwb:
     conda:
         "../envs/gazeem.yaml"
     shell:
-        "gazeem export-nwb {input.source} {input.fit} {output.nwb} > {log} 2>&1"
+        "gazeem export-nwb {input.source:q} {input.fit:q} {output.nwb:q} > {log:q} 2>&1"

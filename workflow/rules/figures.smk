@@ -27,7 +27,8 @@ rule figures_session:
     conda:
         "../envs/gazeem.yaml"
     shell:
-        "gazeem figures session {input.fit} {params.outdir} --max-units {params.max_units} > {log} 2>&1"
+        "gazeem figures session {input.fit:q} {params.outdir:q} --max-units {params.max_units} "
+        "> {log:q} 2>&1"
 
 
 rule figures_summary:
@@ -54,4 +55,4 @@ rule figures_summary:
     conda:
         "../envs/gazeem.yaml"
     shell:
-        "gazeem figures summary {input.params} {params.outdir} > {log} 2>&1"
+        "gazeem figures summary {input.params:q} {params.outdir:q} > {log:q} 2>&1"

@@ -17,5 +17,5 @@ rule fit:
     conda:
         "../envs/gazeem.yaml"
     shell:
-        "gazeem fit {input.session} {output.fit} {params.settings} --threads {threads} "
-        "--progress > {log} 2>&1"
+        "gazeem fit {input.session:q} {output.fit:q} {params.settings} --threads {threads} "
+        "--progress > {log:q} 2>&1"

@@ -15,5 +15,5 @@ rule ingest:
     conda:
         "../envs/gazeem.yaml"
     shell:
-        "gazeem ingest {output.session} --sessions {params.table} --session {wildcards.session} "
-        "{params.settings} > {log} 2>&1"
+        "gazeem ingest {output.session:q} --sessions {params.table:q} "
+        "--session {wildcards.session:q} {params.settings} > {log:q} 2>&1"

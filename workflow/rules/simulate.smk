@@ -14,5 +14,5 @@ rule simulate:
     conda:
         "../envs/gazeem.yaml"
     shell:
-        "gazeem simulate {output.source} --seed {params.seed} {params.settings} "
-        "--set session={wildcards.session} > {log} 2>&1"
+        "gazeem simulate {output.source:q} --seed {params.seed} {params.settings} "
+        "--session {wildcards.session:q} > {log:q} 2>&1"

@@ -7,6 +7,7 @@ import inspect
 import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from gazeem.device import resolve_device, resolve_dtype
+from gazeem.device import cpu_model, resolve_device, resolve_dtype
 from gazeem.em.engine import EMState, EStep, run_em
 from gazeem.em.estep import normalize_log, prune_support, sample_support
 from gazeem.em.mstep import maximize_weighted
@@ -27,6 +28,22 @@ from gazeem.models.prior import CellWeightsPrior, CountsPrior, GridPrior, Unifor
 from gazeem.models.response import PoissonLN, ResponseModel
 
 log = logging.getLogger("gazeem.fit")
+
+#: fewest bins in fixations, and fewest fixations, that a fit accepts, and below which it
+#: warns (the tracker's affine gain and offset are 6 parameters, 2 readings per fixation)
+MIN_FIT_BINS = 20
+MIN_FIT_FRACTION = 0.02
+WARN_FIT_FRACTION = 0.25
+MIN_FIXATIONS = 2
+MIN_FIXATIONS_FOR_GAIN = 4
+WARN_FIXATIONS_FOR_GAIN = 12
+#: singular values of the fitted gain outside this range mean a wrong ppd
+GAIN_SCALE_RANGE = (0.5, 2.0)
+
+
+class TrackerGainWarning(UserWarning):
+    """The fitted tracker gain points to a flipped or swapped axis, or a wrong ppd."""
+
 
 _CHOICES = {
     "nonlinearity": ("exp", "softplus"),
@@ -255,6 +272,19 @@ class GazeEM:
                 )
         if not 0 <= self.prune_mass < 1:
             raise GazeemError(f"prune_mass must be in [0, 1), got {self.prune_mass}.")
+        non_negative = {
+            "l2": self.l2,
+            "smooth": self.smooth,
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "grid_margin_px": self.grid_margin_px,
+            "cache_mb": self.cache_mb,
+        }
+        for name, v in non_negative.items():
+            if isinstance(v, bool) or not (
+                isinstance(v, int | float) and math.isfinite(v) and v >= 0
+            ):
+                raise GazeemError(f"{name} must be a finite number >= 0, got {v!r}.")
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, session: xr.Dataset) -> GazeEM:
@@ -267,11 +297,99 @@ class GazeEM:
         if in_memory == "auto":
             in_memory = session["stimulus"].size * 4 < 2**30
         data = GazeData.from_dataset(session, device, dtype, frames_in_memory=bool(in_memory))
+        where = str(session.encoding.get("source") or session.attrs.get("session", "session"))
+        self._check_data(data, where)
         self._fit_data(data, session.attrs.get("session", "session"))
+        self.gain_problem_ = self._check_gain(where)
         self.device_ = str(device)
+        self.num_threads_ = torch.get_num_threads()
+        self.cpu_ = cpu_model()
         self.wall_time_s_ = time.perf_counter() - t_start
         self.session_ = session
         return self
+
+    def _check_data(self, data: GazeData, where: str) -> None:
+        """Data-dependent checks: settings that the session cannot support."""
+        rows, cols = data.geometry.shape
+        if self.patch_size > min(rows, cols):
+            raise GazeemError(
+                f"{where}: field 'patch_size': {self.patch_size} px is larger than the "
+                f"{cols}x{rows} px stimulus; a receptive field must fit inside it."
+            )
+        n_frames = data.frames.shape[0]
+        if self.n_lags > n_frames:
+            raise GazeemError(
+                f"{where}: field 'n_lags': {self.n_lags} lags need at least as many stimulus "
+                f"frames; the session has {n_frames}."
+            )
+        n_fit, n_bins = int(data.fit_bins.numel()), int(data.fixation.numel())
+        if n_fit < MIN_FIT_BINS or n_fit < MIN_FIT_FRACTION * n_bins:
+            raise GazeemError(
+                f"{where}: field 'fixation': only {n_fit} of {n_bins} bins lie in fixations with a "
+                f"valid eye trace (at least {MIN_FIT_BINS} and {MIN_FIT_FRACTION:.0%} are needed); "
+                "check eye_valid, the blinks and ingest's min_valid_fraction."
+            )
+        need = MIN_FIXATIONS_FOR_GAIN if self.learn_gain else MIN_FIXATIONS
+        if data.n_fixations < need:
+            raise GazeemError(
+                f"{where}: field 'fixation': {data.n_fixations} fixations are too few to fit the "
+                f"tracker ({need} needed{' for its gain' if self.learn_gain else ''}); "
+                + ("set learn_gain: false, or " if self.learn_gain else "")
+                + "check the saccade detection (ingest's saccade_velocity_deg_s)."
+            )
+        notes = []
+        if n_fit < WARN_FIT_FRACTION * n_bins:
+            notes.append(
+                f"only {n_fit} of {n_bins} bins ({n_fit / n_bins:.0%}) are in fixations with a "
+                "valid eye trace; the fit uses those alone"
+            )
+        if self.learn_gain and data.n_fixations < WARN_FIXATIONS_FOR_GAIN:
+            notes.append(
+                f"{data.n_fixations} fixations determine the tracker's 6 affine parameters "
+                "poorly; consider learn_gain: false"
+            )
+        for note in notes:
+            log.warning("%s: %s", where, note)
+        self.data_warnings_ = tuple(notes)
+
+    def _check_gain(self, where: str) -> str:
+        """The likely cause when the fitted gain cannot be a tracker's (``""`` when fine).
+
+        A negative diagonal entry or determinant means a flipped axis; off-diagonal entries
+        larger than the diagonal mean swapped axes; singular values outside
+        ``GAIN_SCALE_RANGE`` mean a wrong ppd. A warning is issued; ``gazeem fit`` stops.
+        """
+        if not self.learn_gain:
+            return ""
+        a = np.asarray(self.gain_, dtype=np.float64)
+        sv = np.linalg.svd(a, compute_uv=False)
+        lo, hi = GAIN_SCALE_RANGE
+        if abs(a[0, 1]) > abs(a[0, 0]) and abs(a[1, 0]) > abs(a[1, 1]):
+            cause = (
+                "the x and y axes look swapped in the source (the eye trace's columns are y, x); "
+                "write them as x, y"
+            )
+        elif a[0, 0] < 0 or a[1, 1] < 0 or np.linalg.det(a) < 0:
+            axis = "y" if a[1, 1] < 0 else "x"
+            cause = (
+                f"the {axis} axis of the eye trace looks flipped relative to the stimulus "
+                "(y down in the source but read as y up, or the reverse); check the units and "
+                "the axis direction of the eye trace in the source"
+            )
+        elif sv.min() < lo or sv.max() > hi:
+            cause = (
+                f"the tracker's scale is {sv.min():.2f}–{sv.max():.2f} times the stimulus's, "
+                f"outside {lo}–{hi}: ppd in sessions.tsv (or screen_ppd) is probably wrong"
+            )
+        else:
+            return ""
+        msg = (
+            f"{where}: field 'gain': the fitted tracker gain [[{a[0, 0]:.2f}, {a[0, 1]:.2f}], "
+            f"[{a[1, 0]:.2f}, {a[1, 1]:.2f}]] is not a tracker's: {cause}. Fix the source or the "
+            "session table and fit again (learn_gain: false only hides the problem)."
+        )
+        warnings.warn(msg, TrackerGainWarning, stacklevel=3)
+        return msg
 
     def _fit_data(self, data: GazeData, name: str) -> None:
         rows, cols = data.geometry.shape

@@ -6,6 +6,7 @@ import datetime as _dt
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 import xarray as xr
 import yaml
 
@@ -188,6 +189,13 @@ def fit_to_dataset(est: GazeEM) -> xr.Dataset:
             "config": _config_yaml(est),
             "seed": int(est.random_state),
             "device": est.device_,
+            "torch_version": str(torch.__version__),
+            "torch_num_threads": int(est.num_threads_),
+            "cpu": est.cpu_,
+            "reproducible_on": (
+                "the same machine type, torch version, device and torch_num_threads "
+                "(docs/architecture.md, Reproducibility)"
+            ),
             "wall_time_s": float(est.wall_time_s_),
             "n_iter": int(est.n_iter_),
             "converged": int(est.converged_),
@@ -199,6 +207,7 @@ def fit_to_dataset(est: GazeEM) -> xr.Dataset:
                 (est.loglik_corrected_ - est.loglik_raw_) / max(est.n_spikes_, 1) / np.log(2)
             ),
             "em_warnings": "\n".join(est.state_.warnings),
+            "data_warnings": "\n".join(est.data_warnings_),
             "ppd": float(ppd),
             "bin_s": float(sess.attrs["bin_s"]),
             "stim_center_x_deg": float(geom.center_deg[0]),

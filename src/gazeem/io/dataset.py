@@ -7,7 +7,6 @@ documented in ``docs/data-format.md``; :func:`validate_session` enforces it.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -118,14 +117,8 @@ def write_netcdf_atomic(
 
     A killed writer never leaves a partial ``path`` behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from gazeem.io.files import atomic_output
+
+    with atomic_output(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding or {}, invalid_netcdf=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

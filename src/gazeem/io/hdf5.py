@@ -19,7 +19,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from gazeem.io.raw import IngestError, RawSession, ScaledFrames, eye_to_degrees
+from gazeem.io.raw import (
+    IngestError,
+    RawSession,
+    ScaledFrames,
+    eye_to_degrees,
+    integer_unit_ids,
+)
+from gazeem.memory import check_allocation
 
 _TIME_UNITS = {
     "s": 1.0,
@@ -31,11 +38,25 @@ _TIME_UNITS = {
 }
 
 
-def _read(f: h5py.File, path, name: str) -> np.ndarray:
+def _read(f: h5py.File, path, name: str, kinds: str = "iuf") -> np.ndarray:
+    """Read a whole dataset after checking its type (``kinds``: numpy kinds) and size."""
     if name not in f:
         raise IngestError(path, name, "missing; see docs/data-format.md for the plain HDF5 layout.")
+    ds = f[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise IngestError(path, name, "is a group; expected a dataset.")
+    if ds.dtype.kind not in kinds:
+        want = {"iuf": "numbers", "iufb": "numbers or booleans"}.get(kinds, kinds)
+        raise IngestError(path, name, f"has dtype {ds.dtype}; expected {want}.")
+    check_allocation(
+        ds.size * max(ds.dtype.itemsize, 8),
+        str(path),
+        name,
+        f"reading {ds.size:,} values of shape {ds.shape}",
+        "the file's declared size is implausible (corrupt?), or split the recording.",
+    )
     try:
-        return f[name][()]
+        return ds[()]
     except (OSError, KeyError, ValueError) as err:
         raise IngestError(
             path, name, f"cannot be read; the file may be truncated or corrupt ({err})."
@@ -80,7 +101,7 @@ def read_hdf5(path, meta) -> RawSession:
         eye_xy = eye_to_degrees(xy, unit, meta, path, "eye/xy@units")
         valid = np.isfinite(eye_xy).all(axis=1)
         if "eye/valid" in f:
-            v = np.asarray(_read(f, path, "eye/valid")).astype(bool)
+            v = np.asarray(_read(f, path, "eye/valid", "iufb")).astype(bool)
             if v.shape != valid.shape:
                 raise IngestError(
                     path, "eye/valid", f"has shape {v.shape}; expected {valid.shape}."
@@ -93,6 +114,7 @@ def read_hdf5(path, meta) -> RawSession:
             raise IngestError(
                 path, "spikes/unit", f"has shape {su.shape}; expected {st.shape} like spikes/times."
             )
+        su = integer_unit_ids(su, path, "spikes/unit")
         unit_ids = np.unique(su)
         if unit_ids.size == 0:
             raise IngestError(path, "spikes/unit", "the file has zero units; nothing to fit.")
@@ -107,6 +129,8 @@ def read_hdf5(path, meta) -> RawSession:
                 "missing; see docs/data-format.md for the plain HDF5 layout.",
             )
         ds = f["stimulus/frames"]
+        if not isinstance(ds, h5py.Dataset):
+            raise IngestError(path, "stimulus/frames", "is a group; expected a dataset.")
         if ds.ndim != 3:
             raise IngestError(
                 path, "stimulus/frames", f"has shape {ds.shape}; expected (frames, rows, cols)."
@@ -142,7 +166,7 @@ def read_hdf5(path, meta) -> RawSession:
         eye_valid=valid,
         spike_times=spikes,
         unit_ids=unit_ids,
-        frames=ScaledFrames(ds),
+        frames=ScaledFrames(ds, path=path, field="stimulus/frames"),
         frame_t=frame_t,
         calibration=calib,
         truth=truth,
@@ -155,10 +179,10 @@ def session_to_hdf5(ds, path, *, eye_samples_per_bin: int = 1, seed: int = 0) ->
     from gazeem.io.raw_from_session import raw_arrays
 
     arr = raw_arrays(ds, eye_samples_per_bin=eye_samples_per_bin, seed=seed)
+    from gazeem.io.files import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("eye/t", data=arr["eye_t"]).attrs["units"] = "s"
         f.create_dataset("eye/xy", data=arr["eye_xy"]).attrs["units"] = "degrees"
         f.create_dataset("eye/valid", data=np.isfinite(arr["eye_xy"]).all(axis=1))
@@ -180,5 +204,4 @@ def session_to_hdf5(ds, path, *, eye_samples_per_bin: int = 1, seed: int = 0) ->
             f.create_dataset("calibration/start", data=a).attrs["units"] = "s"
             f.create_dataset("calibration/stop", data=b).attrs["units"] = "s"
             f.create_dataset("calibration/target", data=tgt).attrs["units"] = "degrees"
-    tmp.replace(path)
     return path

@@ -15,16 +15,53 @@ What is read:
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from gazeem.io.raw import IngestError, RawSession, ScaledFrames, eye_to_degrees
+from gazeem.io.files import short_message
+from gazeem.io.raw import (
+    IngestError,
+    RawSession,
+    ScaledFrames,
+    eye_to_degrees,
+    integer_unit_ids,
+)
+from gazeem.memory import check_allocation
+
+
+def _explain_read_error(err: Exception, path) -> IngestError:
+    """One line for pynwb's read errors: the object at fault and why, not its builder dump."""
+    text = " ".join(str(err).split())
+    if type(err).__name__ == "ConstructError":
+        where = re.match(r"^\(?(root/\S+)", text)
+        why = re.search(r"due to: (.*?)['\"]?\)+\.?$", text)
+        fld = where.group(1).removeprefix("root/") if where else "/"
+        reason = why.group(1) if why else short_message(err)
+        return IngestError(path, fld, f"pynwb cannot read this object: {reason}")
+    return IngestError(
+        path, "/", f"not a readable NWB file ({type(err).__name__}: {short_message(err)})."
+    )
+
+
+def _check_size(data, path, fld: str) -> None:
+    """Refuse to read a dataset whose declared size would not fit in memory."""
+    shape = tuple(getattr(data, "shape", ()))
+    n = int(np.prod(shape)) if shape else 0
+    check_allocation(
+        8 * n,
+        str(path),
+        fld,
+        f"reading {n:,} values of shape {shape}",
+        "the file's declared size is implausible (corrupt?), or split the recording.",
+    )
 
 
 def _timestamps(series, n: int, path, fld: str) -> np.ndarray:
     if series.timestamps is not None:
+        _check_size(series.timestamps, path, f"{fld}.timestamps")
         t = np.asarray(series.timestamps[:], dtype=np.float64)
     elif series.rate is not None:
         t = float(series.starting_time or 0.0) + np.arange(n) / float(series.rate)
@@ -69,9 +106,7 @@ def read_nwb(path, meta) -> RawSession:
         io = NWBHDF5IO(str(path), "r", load_namespaces=True)
         nwb = io.read()
     except Exception as err:  # h5py/hdmf raise many types for truncated or foreign files
-        raise IngestError(
-            path, "/", f"not a readable NWB file ({type(err).__name__}: {err})."
-        ) from None
+        raise _explain_read_error(err, path) from None
     try:
         return _read(nwb, io, path, meta, EyeTracking, ImageSeries)
     except IngestError:
@@ -106,16 +141,39 @@ def _read(nwb, io, path, meta, EyeTracking, ImageSeries) -> RawSession:
         "processing/behavior",
         "eye_series",
     )
+    shape = tuple(getattr(eye.data, "shape", ()))
+    if len(shape) != 2 or shape[1] != 2:
+        raise IngestError(
+            path,
+            f"{ename}.data",
+            f"has shape {shape}; expected (samples, 2) for x and y"
+            + (
+                " (a third column, such as pupil size or z, is not accepted silently)."
+                if len(shape) == 2 and shape[1] > 2
+                else "."
+            ),
+        )
+    _check_size(eye.data, path, f"{ename}.data")
     data = np.asarray(eye.data[:], dtype=np.float64)
-    if data.ndim != 2 or data.shape[1] < 2:
-        raise IngestError(path, f"{ename}.data", f"has shape {data.shape}; expected (samples, 2).")
-    data = data[:, :2] * float(eye.conversion) + float(getattr(eye, "offset", 0.0) or 0.0)
+    conversion = float(eye.conversion)
+    offset = float(getattr(eye, "offset", 0.0) or 0.0)
+    for name, v in (("conversion", conversion), ("offset", offset)):
+        if not np.isfinite(v) or (name == "conversion" and v == 0):
+            raise IngestError(
+                path,
+                f"{ename}.{name}",
+                f"is {v}; it must be a finite, non-zero number."
+                if name == "conversion"
+                else f"is {v}; it must be a finite number.",
+            )
+    data = data * conversion + offset
     eye_xy = eye_to_degrees(data, eye.unit, meta, path, f"{ename}.unit")
     eye_t = _timestamps(eye, data.shape[0], path, ename)
 
     if nwb.units is None or len(nwb.units) == 0:
         raise IngestError(path, "units", "the file has zero units; nothing to fit.")
-    unit_ids = np.asarray(nwb.units.id[:])
+    unit_ids = integer_unit_ids(np.asarray(nwb.units.id[:]), path, "units/id")
+    _check_size(nwb.units["spike_times"].target.data, path, "units/spike_times")
     spikes = [
         np.asarray(nwb.units["spike_times"][i], dtype=np.float64) for i in range(len(unit_ids))
     ]
@@ -139,7 +197,11 @@ def _read(nwb, io, path, meta, EyeTracking, ImageSeries) -> RawSession:
             f"has shape {stim.data.shape}; expected (frames, rows, cols) luminance.",
         )
     frames = ScaledFrames(
-        stim.data, float(stim.conversion), float(getattr(stim, "offset", 0.0) or 0.0)
+        stim.data,
+        float(stim.conversion),
+        float(getattr(stim, "offset", 0.0) or 0.0),
+        path=path,
+        field=f"{sname}.data",
     )
     frame_t = _timestamps(stim, frames.shape[0], path, sname)
 
@@ -264,12 +326,11 @@ def session_to_nwb(
     if arr["calibration"] is not None:
         start, stop, target = arr["calibration"]
         nwb.add_time_intervals(_calibration_table(start, stop, target))
+    from gazeem.io.files import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.nwb")
-    with NWBHDF5IO(str(tmp), "w") as io:
+    with atomic_output(path) as tmp, NWBHDF5IO(str(tmp), "w") as io:
         io.write(nwb)
-    tmp.replace(path)
     return path
 
 

@@ -62,6 +62,11 @@ class RawSession:
     truth: tuple[np.ndarray, np.ndarray] | None = None
     _close: Callable[[], None] | None = field(default=None, repr=False)
 
+    @property
+    def frames_field(self) -> str:
+        """The source field the frames come from, for messages."""
+        return getattr(self.frames, "field", "stimulus")
+
     def close(self) -> None:
         if self._close is not None:
             self._close()
@@ -78,12 +83,19 @@ class ScaledFrames:
     """A lazily indexed frame array mapped to contrast: ``value * scale + offset``, float32.
 
     Integer images (e.g. uint8) are mapped so that mid-grey is 0 and the full range ±1.
+    ``path`` and ``field`` name the source in errors (a read that fails on a corrupt
+    chunk, a conversion that is not a finite number).
     """
 
-    def __init__(self, data, conversion: float = 1.0, offset: float = 0.0) -> None:
+    def __init__(
+        self, data, conversion: float = 1.0, offset: float = 0.0, *, path="", field="stimulus"
+    ) -> None:
         self.data = data
+        self.path, self.field = str(path), field
         self.shape = tuple(int(s) for s in data.shape)
         dt = np.dtype(data.dtype)
+        if dt.kind not in "uif":
+            raise IngestError(path, field, f"has dtype {dt}; frames must be numbers.")
         if dt.kind in "ui":
             info = np.iinfo(dt)
             mid = (float(info.max) + float(info.min)) / 2
@@ -91,14 +103,54 @@ class ScaledFrames:
             self.scale, self.offset = 1.0 / half, -mid / half
         else:
             self.scale, self.offset = float(conversion), float(offset)
+        series = field.removesuffix(".data")
+        for name, v in (("conversion", self.scale), ("offset", self.offset)):
+            if not np.isfinite(v):
+                raise IngestError(path, f"{series}.{name}", f"is {v}; it must be a finite number.")
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, idx) -> np.ndarray:
-        return (np.asarray(self.data[idx], dtype=np.float64) * self.scale + self.offset).astype(
-            np.float32
+        try:
+            raw = np.asarray(self.data[idx], dtype=np.float64)
+        except (OSError, ValueError) as err:  # a failed HDF5 filter (corrupt chunk) is OSError
+            raise IngestError(
+                self.path,
+                self.field,
+                f"cannot be read at frames {_describe(idx)}; the file may be corrupt "
+                f"({type(err).__name__}: {' '.join(str(err).split())[:160]}).",
+            ) from None
+        return (raw * self.scale + self.offset).astype(np.float32)
+
+
+def _describe(idx) -> str:
+    if isinstance(idx, slice):
+        return f"{idx.start}–{idx.stop}"
+    return str(idx)[:40]
+
+
+def integer_unit_ids(ids: np.ndarray, path, fld: str) -> np.ndarray:
+    """Unit ids as integers; float ids are accepted only when they are whole numbers.
+
+    Ids such as 3.5 or NaN would otherwise be grouped silently (``np.unique`` on floats)
+    or cast to the wrong unit.
+    """
+    ids = np.asarray(ids)
+    if ids.dtype.kind in "iu":
+        return ids.astype(np.int64)
+    if ids.dtype.kind != "f":
+        raise IngestError(path, fld, f"has dtype {ids.dtype}; unit ids must be integers.")
+    bad = ~np.isfinite(ids) | (ids != np.round(ids))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise IngestError(
+            path,
+            fld,
+            f"unit ids must be whole numbers; entry {i} is {ids[i]!r} "
+            f"({int(bad.sum())} such entries).",
         )
+    return ids.astype(np.int64)
 
 
 EYE_UNITS = {

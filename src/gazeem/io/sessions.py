@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -17,7 +18,7 @@ from gazeem.errors import GazeemError
 
 @dataclass(frozen=True)
 class SessionMeta:
-    """Metadata of one session (see ``workflow/schemas/sessions.schema.yaml``)."""
+    """Metadata of one session (see ``src/gazeem/schemas/sessions.schema.yaml``)."""
 
     session: str
     path: str
@@ -36,9 +37,36 @@ class SessionMeta:
     viewing_distance_m: float | None = None
 
 
+def sessions_schema_path() -> Path:
+    """The session table's JSON schema, shipped in the package (the workflow reads it too)."""
+    return Path(str(resources.files("gazeem.schemas").joinpath("sessions.schema.yaml")))
+
+
 def sessions_schema() -> dict:
-    text = resources.files("gazeem.schemas").joinpath("sessions.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    return yaml.safe_load(sessions_schema_path().read_text())
+
+
+def _check_field_counts(path: Path) -> None:
+    """Every data row has as many tab-separated fields as the header.
+
+    pandas would shift a row with an extra field onto the next column and blame a field
+    that is not at fault.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise GazeemError(f"{path}: cannot read the session table: {err}") from None
+    rows = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")]
+    if not rows:
+        raise GazeemError(f"{path}: the session table is empty.")
+    header = next(csv.reader([rows[0][1]], delimiter="\t"))
+    for lineno, line in rows[1:]:
+        fields_ = next(csv.reader([line], delimiter="\t"))
+        if len(fields_) != len(header):
+            raise GazeemError(
+                f"{path} row {lineno}: has {len(fields_)} tab-separated fields, the header has "
+                f"{len(header)} ({', '.join(header)}); a stray or missing tab?"
+            )
 
 
 def _clean(value: Any) -> Any:
@@ -71,6 +99,9 @@ def validate_row(row: dict, where: str) -> SessionMeta:
 def read_sessions(path: str | Path) -> dict[str, SessionMeta]:
     """Read and validate ``sessions.tsv``; returns ``{session: SessionMeta}`` in file order."""
     path = Path(path)
+    if not path.is_file():
+        raise GazeemError(f"{path}: field 'sessions': no such session table.")
+    _check_field_counts(path)
     try:
         table = pd.read_csv(path, sep="\t", dtype={"session": str}, comment="#")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
