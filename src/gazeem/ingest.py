@@ -137,6 +137,14 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
         )
     eye_dt = float(np.median(gaps)) if gaps.size else 0.0
     _check_rate(eye_dt, MAX_EYE_RATE_HZ, path, "eye timestamps", "eye samples")
+    if meta.bin_s is not None and meta.bin_s < eye_dt:
+        raise IngestError(
+            path,
+            "bin_s",
+            f"bins of {meta.bin_s:g} s are shorter than the eye tracker's sample period "
+            f"({eye_dt:.3g} s), so most bins would hold no eye sample; choose bin_s >= "
+            f"{eye_dt:.3g} s in sessions.tsv (one stimulus frame per bin is usual).",
+        )
     # each sample stands for the interval of half a sample period on either side
     eye_span = (raw.eye_t[0] - eye_dt / 2, raw.eye_t[-1] + eye_dt / 2)
     if len(raw.frame_t) > 1:

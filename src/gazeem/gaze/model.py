@@ -299,7 +299,7 @@ class GazeEM:
         data = GazeData.from_dataset(session, device, dtype, frames_in_memory=bool(in_memory))
         where = str(session.encoding.get("source") or session.attrs.get("session", "session"))
         self._check_data(data, where)
-        self._fit_data(data, session.attrs.get("session", "session"))
+        self._fit_data(data, session.attrs.get("session", "session"), where)
         self.gain_problem_ = self._check_gain(where)
         self.device_ = str(device)
         self.num_threads_ = torch.get_num_threads()
@@ -391,7 +391,7 @@ class GazeEM:
         warnings.warn(msg, TrackerGainWarning, stacklevel=3)
         return msg
 
-    def _fit_data(self, data: GazeData, name: str) -> None:
+    def _fit_data(self, data: GazeData, name: str, where: str | None = None) -> None:
         rows, cols = data.geometry.shape
         m = int(self.grid_margin_px)
         grid = GazeGrid(-m, cols - 1 + m, -m, rows - 1 + m)
@@ -415,7 +415,8 @@ class GazeEM:
         if outside.any():
             i = int(torch.nonzero(outside)[0])
             raise GazeemError(
-                f"{name}: {int(outside.sum())} of {data.n_fixations} fixations have tracker "
+                f"{where or name}: field 'ppd': {int(outside.sum())} of {data.n_fixations} "
+                "fixations have tracker "
                 f"readings more than sigma_init={self.sigma_init} px outside the gaze grid "
                 f"x∈[{grid.x0}, {grid.x1}], y∈[{grid.y0}, {grid.y1}] px "
                 f"(e.g. fixation {data.fix_ids[i]} at ({z0[i, 0]:.1f}, {z0[i, 1]:.1f}) px). "

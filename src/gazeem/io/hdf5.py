@@ -74,6 +74,51 @@ def _seconds(f: h5py.File, path, name: str) -> np.ndarray:
     return v * _TIME_UNITS[unit]
 
 
+def _shape(f: h5py.File, path, name: str) -> tuple[int, ...]:
+    if name not in f:
+        raise IngestError(path, name, "missing; see docs/data-format.md for the plain HDF5 layout.")
+    if not isinstance(f[name], h5py.Dataset):
+        raise IngestError(path, name, "is a group; expected a dataset.")
+    return tuple(f[name].shape)
+
+
+def _length(f: h5py.File, path, name: str) -> int:
+    shape = _shape(f, path, name)
+    if len(shape) != 1:
+        raise IngestError(path, name, f"has shape {shape}; expected one dimension.")
+    return shape[0]
+
+
+def _check_shapes(f: h5py.File, path) -> None:
+    """Shapes agree, and what they declare fits in memory, before anything is read.
+
+    A small file can declare billions of samples (a chunked dataset that was never
+    filled); reading it would allocate all of them.
+    """
+    n = _length(f, path, "eye/t")
+    for name, want in (("eye/xy", (n, 2)), ("eye/valid", (n,))):
+        if name == "eye/valid" and name not in f:
+            continue
+        got = _shape(f, path, name)
+        if got != want:
+            raise IngestError(path, name, f"has shape {got}; expected {want} like eye/t {(n,)}.")
+    k = _length(f, path, "spikes/times")
+    if _shape(f, path, "spikes/unit") != (k,):
+        raise IngestError(
+            path,
+            "spikes/unit",
+            f"has shape {_shape(f, path, 'spikes/unit')}; expected {(k,)} like spikes/times.",
+        )
+    # float64 copies made while reading and converting: ~3 of (t, x, y, valid) per sample
+    check_allocation(
+        n * 3 * 25 + k * 3 * 16,
+        str(path),
+        "eye/t" if n * 25 >= k * 16 else "spikes/times",
+        f"reading {n:,} eye samples and {k:,} spikes",
+        "the file's declared size is implausible (corrupt?), or split the recording.",
+    )
+
+
 def read_hdf5(path, meta) -> RawSession:
     """Open a plain-layout HDF5 file and read a :class:`RawSession`."""
     path = Path(path)
@@ -86,6 +131,7 @@ def read_hdf5(path, meta) -> RawSession:
             path, "/", f"not a readable HDF5 file; it may be truncated or corrupt ({err})."
         ) from None
     try:
+        _check_shapes(f, path)
         eye_t = _seconds(f, path, "eye/t")
         xy = np.asarray(_read(f, path, "eye/xy"), dtype=np.float64)
         if xy.ndim != 2 or xy.shape[1] != 2 or xy.shape[0] != eye_t.shape[0]:
@@ -144,7 +190,9 @@ def read_hdf5(path, meta) -> RawSession:
             ds[:1]
         except OSError as err:
             raise IngestError(
-                path, "stimulus/frames", f"cannot be read; the file may be truncated ({err})."
+                path,
+                "stimulus/frames",
+                f"cannot be read; the file may be truncated or corrupt ({err}).",
             ) from None
         calib = None
         if "calibration" in f:

@@ -61,6 +61,11 @@ def _check_size(data, path, fld: str) -> None:
 
 def _timestamps(series, n: int, path, fld: str) -> np.ndarray:
     if series.timestamps is not None:
+        shape = tuple(getattr(series.timestamps, "shape", (n,)))
+        if shape != (n,):
+            raise IngestError(
+                path, f"{fld}.timestamps", f"has shape {shape} for {n} samples of data."
+            )
         _check_size(series.timestamps, path, f"{fld}.timestamps")
         t = np.asarray(series.timestamps[:], dtype=np.float64)
     elif series.rate is not None:
