@@ -139,6 +139,22 @@ HEADER = "session\tpath\tformat\tsimulate\tppd\n"
             HEADER + "s1\tresources/demo/s1.nwb\tzarr\ttrue\t20\n",
             r"'zarr' is not one of \['nwb', 'hdf5'\]",
         ),
+        (
+            None,
+            HEADER + "s1\tresources/demo/s1.nwb\tnwb\ttrue\t20\n"
+            "s1\tresources/demo/s1.nwb\tnwb\ttrue\t20\n",
+            r"gazeem ERROR: config/sessions.tsv row 3: field 'session': 's1' appears twice",
+        ),
+        (
+            None,
+            HEADER + "..\tresources/demo/...nwb\tnwb\ttrue\t20\n",
+            r"gazeem ERROR: config/sessions.tsv row 2: field 'session': '\.\.' does not match",
+        ),
+        (
+            None,
+            HEADER + "s1\tresources/demo/s1.nwb\tnwb\ttrue\t20\tred\n",
+            r"gazeem ERROR: config/sessions.tsv row 2: has 6 tab-separated fields, the header has 5",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, config, sessions, message):
@@ -149,6 +165,7 @@ def test_bad_config_stops_before_any_job(tmp_path, config, sessions, message):
     out = snakemake(project, check=False)
     assert out.returncode != 0
     assert re.search(message, out.stdout + out.stderr), (out.stdout + out.stderr)[-2000:]
+    assert "Traceback" not in out.stdout + out.stderr
     assert not (project / "results").exists() and not (project / "logs").exists()
 
 
@@ -157,13 +174,12 @@ def test_every_config_key_is_documented_and_matches_the_code():
 
     import yaml
 
+    from gazeem.config import config_schema_path
     from gazeem.gaze.model import GazeEM
     from gazeem.ingest import IngestSettings
     from gazeem.simulate import SimulationConfig
 
-    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())[
-        "properties"
-    ]
+    schema = yaml.safe_load(config_schema_path().read_text())["properties"]
     readme = (ROOT / "config" / "README.md").read_text()
     code = {
         "fit": set(GazeEM._param_names()) - {"response_model", "prior_weights", "progress"},
