@@ -15,6 +15,7 @@ from benchmarks import (
     em_scaling,
     estep,
     fit_memory,
+    gpu,
     hmm,
     ingest_scale,
     mixtures,
@@ -25,7 +26,17 @@ from benchmarks.common import machine, md_table, sgemm_peak_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out" / "results.json"
-SECTIONS = ("estep", "hmm", "em_scaling", "memory", "ingest", "mixtures", "profile", "workflow")
+SECTIONS = (
+    "estep",
+    "hmm",
+    "em_scaling",
+    "memory",
+    "ingest",
+    "mixtures",
+    "profile",
+    "workflow",
+    "gpu",
+)
 
 
 def main(argv: list[str]) -> None:
@@ -43,6 +54,7 @@ def main(argv: list[str]) -> None:
         "mixtures": mixtures.run,
         "profile": profile_fit.run,
         "workflow": workflow.run,
+        "gpu": gpu.run,  # records "skipped" where torch sees no CUDA device
     }
     for name in wanted:
         print(f"== {name}", flush=True)
@@ -78,6 +90,8 @@ def tables(results: dict) -> dict[str, str]:
         out["profile"] = profile_fit.markdown(results["profile"])
     if "workflow" in results:
         out["workflow"] = workflow.markdown(results["workflow"])
+    if "gpu" in results:
+        out["gpu"] = gpu.markdown(results["gpu"])
     return out
 
 

@@ -1,0 +1,143 @@
+"""GPU figures (section ``gpu``, run only where torch sees CUDA).
+
+Side by side in one process on the same machine: the exact E-step's reference
+workload on the GPU against the same workload on this machine's CPU; a whole fit of a
+simulated noise session (the same settings and iterations) on the GPU and on the CPU;
+and the Gaussian mixture on the GPU against scikit-learn on the CPU (same start, same
+number of EM steps).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from benchmarks import estep
+from benchmarks.common import md_table
+
+
+def _fit_seconds(session, device: str, max_iter: int) -> tuple[float, object]:
+    from gazeem.gaze.model import GazeEM
+
+    est = GazeEM(
+        patch_size=20, window_k=3.0, grid_margin_px=8, max_iter=max_iter, tol=0, device=device
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        est.fit(session)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return time.perf_counter() - t, est
+
+
+def fit_side_by_side(minutes: float = 10.0, max_iter: int = 5) -> dict:
+    """One noise session (60 Hz, 64x64 px, 100 units), fitted on CUDA and on the CPU."""
+    from gazeem.simulate import simulate_session
+
+    n_bins = int(minutes * 60 * 60)
+    session = simulate_session(
+        n_bins=n_bins, n_units=100, stim_rows=64, stim_cols=64, patch_size=20, seed=0
+    )
+    t_gpu, gpu = _fit_seconds(session, "cuda", max_iter)
+    t_cpu, cpu = _fit_seconds(session, "cpu", max_iter)
+    diff = gpu.gaze_per_bin()["mean"] - cpu.gaze_per_bin()["mean"]
+    return {
+        "minutes": minutes,
+        "bins": n_bins,
+        "iterations": max_iter,
+        "gpu_s": t_gpu,
+        "cpu_s": t_cpu,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu / gpu": t_cpu / t_gpu,
+        "gpu_s_per_iteration": t_gpu / max(gpu.n_iter_, 1),
+        "gaze_rms_difference_px": float(np.sqrt(np.nanmean((diff**2).sum(1)))),
+        "loglik_gpu": float(gpu.loglik_[-1]),
+        "loglik_cpu": float(cpu.loglik_[-1]),
+    }
+
+
+def gmm_side_by_side(n: int = 1_000_000, k: int = 16, dims=(2, 32), n_iter: int = 20) -> list:
+    """gazeem's GaussianMixture on CUDA against scikit-learn on the CPU."""
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    from gazeem.mixtures import GaussianMixture
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for d in dims:
+        centres = rng.normal(0, 4, size=(k, d))
+        X = centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))
+        init = dict(
+            weights_init=np.full(k, 1 / k),
+            means_init=X[rng.choice(n, k, replace=False)],
+            precisions_init=np.repeat(np.eye(d)[None], k, axis=0),
+        )
+        kw = dict(covariance_type="full", tol=0, max_iter=n_iter, **init)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = time.perf_counter()
+            sk = SkGMM(k, **kw).fit(X)
+            t_sk = time.perf_counter() - t
+            GaussianMixture(k, device="cuda", **{**kw, "max_iter": 1}).fit(X)  # warm-up
+            t = time.perf_counter()
+            gz = GaussianMixture(k, device="cuda", **kw).fit(X)
+            torch.cuda.synchronize()
+            t_gz = time.perf_counter() - t
+        rows.append(
+            {
+                "d": d,
+                "N": n,
+                "K": k,
+                "iterations": n_iter,
+                "scikit-learn CPU (s)": t_sk,
+                "gazeem CUDA (s)": t_gz,
+                "sklearn / gazeem": t_sk / t_gz,
+                "rel. log-lik difference": abs(gz.lower_bound_ - sk.score(X)) / abs(sk.score(X)),
+            }
+        )
+    return rows
+
+
+def run(save=None) -> dict:
+    """Every GPU figure; ``save(out)`` is called after each part (partial results survive)."""
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device"}
+    out = {"device": torch.cuda.get_device_name(0), "cpu_threads": torch.get_num_threads()}
+    parts = {
+        "estep_cuda": lambda: estep.run(device="cuda"),
+        "estep_cpu": lambda: estep.run(device="cpu"),
+        "fit": fit_side_by_side,
+        "gmm": gmm_side_by_side,
+    }
+    for name, part in parts.items():
+        out[name] = part()
+        if save is not None:
+            save(out)
+    return out
+
+
+def markdown(r: dict) -> str:
+    if "skipped" in r:
+        return r["skipped"]
+    rows = [
+        {"E-step (reference workload)": "CUDA", "time (s)": r["estep_cuda"]["exact_s"]},
+        {"E-step (reference workload)": "CPU", "time (s)": r["estep_cpu"]["exact_s"]},
+    ]
+    return "\n\n".join([md_table(rows), md_table([r["fit"]]), md_table(r["gmm"])])
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    def save(out):
+        print(json.dumps(out, indent=1, default=str), flush=True)
+        if len(sys.argv) > 1:
+            with open(sys.argv[1], "w") as f:
+                json.dump(out, f, indent=1, default=str)
+
+    run(save)
