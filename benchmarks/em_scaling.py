@@ -9,25 +9,24 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from tests.conftest import make_session
 
 from benchmarks.common import md_table
-from gazeem.gaze.model import GazeEM
-from gazeem.simulate import simulate_session
+from gazeem.gaze.estimator import GazeEM
 
 BASE = dict(n_bins=4000, n_units=16, patch_size=16, stim=64, half=10)
 
 
 def one(n_bins, n_units, patch_size, stim, half, seed=0) -> dict:
-    ds = simulate_session(
+    ds = make_session(
+        "demo",
+        seed=seed,
         n_bins=n_bins,
         n_units=n_units,
         patch_size=patch_size,
         stim_rows=stim,
         stim_cols=stim,
-        rf_sigma_px=(1.8, 2.6),
-        rf_spread_px=1.5,
         gaze_range_px=min(20.0, stim / 2 - half - 2),
-        seed=seed,
     )
     est = GazeEM(
         patch_size=patch_size, window_min=half, window_max=half, max_iter=3, tol=0, device="cpu"

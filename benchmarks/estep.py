@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tests.conftest import make_session
+from tests.oracles import reference_window_loglik
 
 from benchmarks.common import best_time, md_table, sgemm_peak_gflops
 from gazeem.gaze.data import GazeData, GazeGrid
-from gazeem.gaze.model import GazeEM, _GazeProblem
-from gazeem.gaze.reference import reference_window_loglik
+from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.settings import ProblemSettings, WindowSettings
 from gazeem.gaze.windows import make_windows
 from gazeem.models import PoissonLN, TrackerModel, UniformPrior
-from gazeem.simulate import simulate_session
 
 HALF = 20  # 41 x 41 window
 
@@ -24,21 +25,7 @@ HALF = 20  # 41 x 41 window
 def workload(
     n_bins: int = 20000, n_units: int = 32, patch: int = 32, device: str = "cpu", seed: int = 0
 ):
-    ds = simulate_session(
-        n_bins=n_bins,
-        n_units=n_units,
-        patch_size=patch,
-        stim_rows=128,
-        stim_cols=128,
-        frame_hold=4,
-        rf_sigma_px=(2.5, 4.0),
-        rf_spread_px=3.0,
-        gaze_range_px=30.0,
-        fixation_bins=(15, 25),
-        tracker_sigma_px=5.0,
-        blink_prob=0.0,
-        seed=seed,
-    )
+    ds = make_session("reference", seed=seed, n_bins=n_bins, n_units=n_units, patch_size=patch)
     dev = torch.device(device)
     data = GazeData.from_dataset(ds, dev, torch.float32)
     resp = PoissonLN(n_units, patch).to(dev)
@@ -48,14 +35,14 @@ def workload(
     grid = GazeGrid(0, 127, 0, 127)
     tracker = TrackerModel(sigma=5.0)
     tracker.gain = torch.as_tensor(np.asarray(ds.attrs["true_gain"]).reshape(2, 2))
-    est = GazeEM(patch_size=patch, window_k=4.0, window_max=HALF, sigma_init=5.0)
-    prob = _GazeProblem(est, data, grid, tracker, UniformPrior(grid.n_cells), resp, None)
+    settings = ProblemSettings(window=WindowSettings(k=4.0, h_max=HALF))
+    prob = FixationProblem(data, grid, tracker, UniformPrior(grid.n_cells), resp, None, settings)
     win = make_windows(data, tracker, grid, HALF)
     return prob, win
 
 
 def posterior(prob, win, resp_ll):
-    other = prob.tracker.log_prob(prob.data.fix_reading, prob._tracker_positions(win)).to(resp_ll)
+    other = prob.tracker.log_prob(prob.data.fix_reading, prob.tracker_positions(win)).to(resp_ll)
     log_q = torch.log_softmax(resp_ll + other, dim=1)
     cells = win.cells.to(torch.float64)
     mean = torch.einsum("fk,fki->fi", log_q.exp(), cells)
@@ -90,7 +77,7 @@ def run(device: str = "cpu") -> dict:
     ref_per_bin = t_ref / sub_bins
 
     t_fast = best_time(lambda: prob.window_loglik_fast(win, torch.zeros_like(exact)), repeat=2)
-    other = prob.tracker.log_prob(data.fix_reading, prob._tracker_positions(win)).to(exact)
+    other = prob.tracker.log_prob(data.fix_reading, prob.tracker_positions(win)).to(exact)
     fast = prob.window_loglik_fast(win, other)
     _, mean_exact = posterior(prob, win, exact)
     _, mean_fast = posterior(prob, win, fast)

@@ -20,20 +20,12 @@ from benchmarks.common import md_table
 
 def write_long_session(path: Path, minutes: float) -> None:
     """A simulated session with stimulus-driven spikes (so that posteriors sharpen), as NWB."""
-    from gazeem.io.nwb import session_to_nwb
-    from gazeem.simulate import simulate_session
+    from tests.conftest import make_session
 
-    ds = simulate_session(
-        n_bins=int(minutes * 3600),
-        n_units=100,
-        stim_rows=64,
-        stim_cols=64,
-        patch_size=16,
-        rf_sigma_px=(1.8, 2.6),
-        rf_spread_px=1.5,
-        ppd=32.0,
-        stim_center_deg=(0.0, 0.0),
-        seed=0,
+    from gazeem.io.nwb import session_to_nwb
+
+    ds = make_session(
+        "noise", seed=0, n_bins=int(minutes * 3600), ppd=32.0, stim_center_deg=(0.0, 0.0)
     )
     session_to_nwb(ds, path, eye_samples_per_bin=8)  # 480 Hz eye trace
 

@@ -20,7 +20,7 @@ from benchmarks.common import md_table
 
 
 def _fit_seconds(session, device: str, max_iter: int) -> tuple[float, object]:
-    from gazeem.gaze.model import GazeEM
+    from gazeem.gaze.estimator import GazeEM
 
     est = GazeEM(
         patch_size=20, window_k=3.0, grid_margin_px=8, max_iter=max_iter, tol=0, device=device
@@ -36,11 +36,12 @@ def _fit_seconds(session, device: str, max_iter: int) -> tuple[float, object]:
 
 def fit_side_by_side(minutes: float = 10.0, max_iter: int = 5) -> dict:
     """One noise session (60 Hz, 64x64 px, 100 units), fitted on CUDA and on the CPU."""
-    from gazeem.simulate import simulate_session
+    from tests.conftest import make_session
 
     n_bins = int(minutes * 60 * 60)
-    session = simulate_session(
-        n_bins=n_bins, n_units=100, stim_rows=64, stim_cols=64, patch_size=20, seed=0
+    # the simulator's default fields (2.0-3.2 px), as in the recorded H100 run
+    session = make_session(
+        "noise", n_bins=n_bins, patch_size=20, rf_sigma_px=(2.0, 3.2), rf_spread_px=2.0
     )
     t_gpu, gpu = _fit_seconds(session, "cuda", max_iter)
     t_cpu, cpu = _fit_seconds(session, "cpu", max_iter)

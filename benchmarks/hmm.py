@@ -1,4 +1,4 @@
-"""The per-bin HMM E-step (``prior="hmm"``) against the per-fixation E-step, and its scaling.
+"""The per-bin HMM E-step (``latent: bin``) against the per-fixation E-step, and its scaling.
 
 1. On the reference workload of :mod:`benchmarks.estep` (20,000 bins, 32 units, 32x32 px
    patches, 41x41 windows): one full E-step of each model, side by side.
@@ -8,35 +8,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from benchmarks.common import best_time, md_table
 from benchmarks.estep import workload
+from gazeem.gaze.drift import DriftProblem
+from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, GridHMM
-from gazeem.gaze.model import GazeEM, _GazeProblem
-from gazeem.gaze.temporal import HMMGazeProblem
+from gazeem.gaze.settings import WindowSettings
 from gazeem.models import UniformPrior
 
 
-def _hmm_problem(prob: _GazeProblem, half: int) -> HMMGazeProblem:
-    est = GazeEM(
-        patch_size=prob.response.patch_size,
-        window_k=100.0,
-        window_min=half,
-        window_max=half,
-        sigma_init=prob.tracker.sigma,
-        prior="hmm",
-    )
-    grid = prob.grid
-    return HMMGazeProblem(
-        est, prob.data, grid, prob.tracker, UniformPrior(grid.n_cells), prob.response, None
-    )
+def _with_window(prob: FixationProblem, half: int, kind=FixationProblem):
+    """The same model as a ``kind`` problem whose windows are ``2 half + 1`` cells wide."""
+    settings = replace(prob.settings, window=WindowSettings(k=100.0, h_min=half, h_max=half))
+    prior = prob.cell_prior if kind is FixationProblem else UniformPrior(prob.grid.n_cells)
+    return kind(prob.data, prob.grid, prob.tracker, prior, prob.response, None, settings)
 
 
 def reference_ratio() -> dict:
     prob, win = workload()
-    prob.est.window_k, prob.est.window_min = 100.0, win.half  # same 41x41 windows
-    hmm = _hmm_problem(prob, win.half)
+    prob = _with_window(prob, win.half)  # same 41x41 windows
+    hmm = _with_window(prob, win.half, DriftProblem)
     t_fix, t_hmm = float("inf"), float("inf")
     for _ in range(2):  # alternate, so that drift in the machine's speed hits both alike
         t_fix = min(t_fix, best_time(prob.e_step, repeat=1, warmup=0))
@@ -91,8 +86,8 @@ def estep_scaling(halves=(5, 10, 15, 20, 30)) -> list[dict]:
     prob, _ = workload(n_bins=4000, n_units=32, patch=16)
     rows = []
     for half in halves:
-        prob.est.window_k, prob.est.window_min, prob.est.window_max = 100.0, half, half
-        hmm = _hmm_problem(prob, half)
+        prob = _with_window(prob, half)
+        hmm = _with_window(prob, half, DriftProblem)
         t_fix = best_time(prob.e_step, repeat=1)
         t_hmm = best_time(hmm.e_step, repeat=1)
         n = int(prob.data.fit_bins.numel())

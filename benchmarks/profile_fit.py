@@ -6,22 +6,14 @@ import cProfile
 import pstats
 import warnings
 
+from tests.conftest import make_session
+
 from benchmarks.common import md_table
-from gazeem.gaze.model import GazeEM
-from gazeem.simulate import simulate_session
+from gazeem.gaze.estimator import GazeEM
 
 
 def run(n_bins: int = 4000) -> list[dict]:
-    ds = simulate_session(
-        n_bins=n_bins,
-        n_units=20,
-        patch_size=16,
-        stim_rows=48,
-        stim_cols=48,
-        rf_sigma_px=(1.8, 2.6),
-        gaze_range_px=14.0,
-        seed=1,
-    )
+    ds = make_session("demo", seed=1, n_bins=n_bins, gaze_range_px=14.0, rf_spread_px=2.0)
     est = GazeEM(patch_size=16, window_k=3.0, max_iter=8, tol=0, device="cpu")
     prof = cProfile.Profile()
     with warnings.catch_warnings():

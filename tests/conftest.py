@@ -1,4 +1,9 @@
-"""Shared fixtures: small simulated sessions."""
+"""Shared fixtures, and the one factory of simulated sessions (tests and benchmarks).
+
+``make_session(preset, seed, **overrides)`` simulates a session from a named preset of
+:class:`gazeem.simulate.SimulationConfig` settings; the benchmarks import it too, so a
+workload is written once.
+"""
 
 import pytest
 
@@ -36,6 +41,37 @@ SMALL = dict(
     tracker_sigma_px=2.0,
     ppd=10.0,
 )
+
+#: demo-like receptive fields: Gabors of 1.8–2.6 px spread 1.5 px about the patch centre
+FIELDS = dict(rf_sigma_px=(1.8, 2.6), rf_spread_px=1.5)
+
+PRESETS = {
+    "tiny": TINY,
+    "small": SMALL,
+    # the E-step's reference workload: 128 px frames held 4 bins, 32 px fields, 41x41 windows
+    "reference": dict(
+        n_bins=20000,
+        n_units=32,
+        patch_size=32,
+        stim_rows=128,
+        stim_cols=128,
+        frame_hold=4,
+        rf_sigma_px=(2.5, 4.0),
+        rf_spread_px=3.0,
+        gaze_range_px=30.0,
+        fixation_bins=(15, 25),
+        tracker_sigma_px=5.0,
+        blink_prob=0.0,
+    ),
+    # white noise, 64x64 px, 100 units, one bin per frame at 60 Hz (long-session benchmarks)
+    "noise": dict(n_units=100, stim_rows=64, stim_cols=64, patch_size=16, **FIELDS),
+    "demo": dict(n_units=20, patch_size=16, stim_rows=48, stim_cols=48, **FIELDS),
+}
+
+
+def make_session(preset: str, seed: int = 0, **overrides):
+    """A simulated session from ``PRESETS[preset]``, with ``overrides`` on top."""
+    return simulate_session(**{**PRESETS[preset], **overrides, "seed": seed})
 
 
 @pytest.fixture

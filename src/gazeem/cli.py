@@ -129,7 +129,8 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    from gazeem.gaze.model import GazeEM, TrackerGainWarning
+    from gazeem.gaze.checks import TrackerGainWarning
+    from gazeem.gaze.estimator import GazeEM
     from gazeem.io.dataset import validate_session, write_netcdf_atomic
     from gazeem.io.files import open_netcdf
 
@@ -184,7 +185,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         )
         for i, (ll, s) in enumerate(zip(est.loglik_, est.state_.seconds_per_iter, strict=True)):
             log.info("iteration %d: log-likelihood %.8g, %.3f s", i, ll, s)
-        write_netcdf_atomic(est.to_dataset(), args.output)
+        write_netcdf_atomic(est.to_dataset(ds), args.output)
     log.info("wrote %s", args.output)
 
 

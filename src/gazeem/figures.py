@@ -283,7 +283,7 @@ def fig_drift(fit: xr.Dataset, n_examples: int = 4):
     grid = fig.add_gridspec(2, n_examples + 1, width_ratios=[1] * n_examples + [1.6])
     if "gaze_viterbi" not in fit:
         ax = fig.add_subplot(grid[:, :])
-        _no_data(ax, "per-fixation model: no drift inferred (set fit: prior: hmm)")
+        _no_data(ax, "per-fixation model: no drift inferred (set fit: latent: bin)")
         return fig
     has_truth = "true_gaze" in fit
     fix = fit["fixation"].values

@@ -7,7 +7,7 @@ import torch
 from gazeem.coords import StimulusGeometry
 from gazeem.errors import GazeemError, SessionValidationError
 from gazeem.gaze.data import GazeData
-from gazeem.gaze.model import GazeEM
+from gazeem.gaze.estimator import GazeEM
 
 FAST = dict(patch_size=4, n_lags=2, max_iter=1, window_max=3)
 
@@ -110,3 +110,12 @@ def test_bad_hyperparameters(tiny_session, kw, match):
 def test_prior_weights_of_the_wrong_shape(tiny_session):
     with pytest.raises(GazeemError, match=r"prior_weights has shape \(3, 3\)"):
         GazeEM(prior="weights", prior_weights=np.ones((3, 3)), **FAST).fit(tiny_session)
+
+
+def test_prior_hmm_is_read_as_latent_bin_with_a_deprecation_warning(tiny_session):
+    with pytest.warns(FutureWarning, match="use latent='bin'"):
+        old = GazeEM(prior="hmm", **FAST).fit(tiny_session)
+    new = GazeEM(latent="bin", **FAST).fit(tiny_session)
+    assert old.latent_ == new.latent_ == "bin"
+    np.testing.assert_array_equal(old.gaze_per_bin()["mean"], new.gaze_per_bin()["mean"])
+    np.testing.assert_array_equal(old.loglik_, new.loglik_)

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from gazeem.gaze.model import GazeEM, _GazeProblem
-from gazeem.gaze.reference import reference_window_loglik
+from gazeem.gaze.data import GazeData
+from gazeem.gaze.estimator import GazeEM
+from gazeem.gaze.fixation import FixationProblem
 from gazeem.simulate import simulate_session
+
+from ..oracles import reference_window_loglik
 
 SIM = dict(
     n_bins=1500,
@@ -34,24 +37,28 @@ def fitted():
     return ds, exact
 
 
-def problem_of(est):
-    return _GazeProblem(est, est.data_, est.grid_, est.tracker_, est.prior_, est.response_, None)
+def problem_of(ds, est):
+    """The fitted model as a problem over the session's data (as the estimator built it)."""
+    data = GazeData.from_dataset(ds, torch.device("cpu"), torch.float64)
+    settings = est.problem_settings()
+    return FixationProblem(data, est.grid_, est.tracker_, est.prior_, est.response_, None, settings)
 
 
 def test_conv_e_step_equals_the_reference_implementation(fitted):
-    _, est = fitted
+    ds, est = fitted
     win = est.posterior_.windows
-    conv = problem_of(est).window_loglik(win)
-    ref = reference_window_loglik(est.data_, est.response_, win)
+    prob = problem_of(ds, est)
+    conv = prob.window_loglik(win)
+    ref = reference_window_loglik(prob.data, est.response_, win)
     torch.testing.assert_close(conv, ref, rtol=1e-10, atol=1e-8)
 
 
 def test_fast_mode_rescores_its_top_cells_exactly(fitted):
-    _, est = fitted
-    prob = problem_of(est)
+    ds, est = fitted
+    prob = problem_of(ds, est)
     win = est.posterior_.windows
     exact = prob.window_loglik(win)
-    other = prob.tracker.log_prob(prob.data.fix_reading, prob._tracker_positions(win)).to(exact)
+    other = prob.tracker.log_prob(prob.data.fix_reading, prob.tracker_positions(win)).to(exact)
     fast = prob.window_loglik_fast(win, other)
     kept = torch.isfinite(fast)
     assert int(kept.sum(1).max()) == est.fast_top_k == 25

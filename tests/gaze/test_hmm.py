@@ -13,10 +13,10 @@ from gazeem.gaze.hmm import (
     Chain,
     GridHMM,
     axis_kernel,
-    brute_force_marginals,
-    brute_force_paths,
     drift_kernel,
 )
+
+from ..oracles import brute_force_marginals, brute_force_paths
 
 
 def tiny_chain(seed: int, kinds, side: int = 3):
@@ -157,7 +157,7 @@ def per_bin_rms(est, ds) -> float:
 def test_no_drift_and_independent_fixations_is_the_per_fixation_model():
     import warnings
 
-    from gazeem.gaze.model import GazeEM
+    from gazeem.gaze.estimator import GazeEM
     from gazeem.simulate import simulate_session
     from tests.conftest import SMALL
 
@@ -168,7 +168,7 @@ def test_no_drift_and_independent_fixations_is_the_per_fixation_model():
         fix = GazeEM(**kw).fit(ds)
         hmm = GazeEM(
             **kw,
-            prior="hmm",
+            latent="bin",
             sigma_drift_init=1e-9,
             learn_sigma_drift=False,
             sigma_sacc_init=float("inf"),
@@ -183,12 +183,14 @@ def test_no_drift_and_independent_fixations_is_the_per_fixation_model():
 
 
 def test_exact_hmm_em_never_lowers_the_objective():
-    from gazeem.gaze.model import GazeEM
+    from gazeem.gaze.estimator import GazeEM
     from gazeem.simulate import simulate_session
     from tests.conftest import SMALL
 
     ds = simulate_session(seed=6, **{**SMALL, "n_bins": 1000, "drift_px_per_bin": 0.3})
-    est = GazeEM(**HMM_FIT, max_iter=8, tol=0, dtype="float64", prior="hmm", mstep_max_cells=10_000)
+    est = GazeEM(
+        **HMM_FIT, max_iter=8, tol=0, dtype="float64", latent="bin", mstep_max_cells=10_000
+    )
     est.fit(ds)  # pytest turns a LikelihoodDecreaseWarning into an error
     obj = np.asarray(est.state_.objective)
     assert len(obj) == 9
@@ -200,7 +202,7 @@ def test_drift_is_recovered_per_bin():
     """Drift of 0.5 px per bin: per-bin error well below the per-fixation model's, σ within 25 %."""
     import warnings
 
-    from gazeem.gaze.model import GazeEM
+    from gazeem.gaze.estimator import GazeEM
     from gazeem.simulate import simulate_session
 
     ds = simulate_session(
@@ -222,7 +224,7 @@ def test_drift_is_recovered_per_bin():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fix = GazeEM(**kw).fit(ds)
-        hmm = GazeEM(**kw, prior="hmm").fit(ds)
+        hmm = GazeEM(**kw, latent="bin").fit(ds)
     e_fix, e_hmm = per_bin_rms(fix, ds), per_bin_rms(hmm, ds)
     # measured: 1.56 px per fixation, 0.60 px per bin, sigma_drift 0.44 px
     assert e_hmm < 0.5 * e_fix

@@ -5,7 +5,9 @@ import torch
 
 from gazeem.em.mstep import maximize_weighted
 from gazeem.gaze.data import GazeData, GazeGrid
-from gazeem.gaze.model import GazeEM, _GazeProblem
+from gazeem.gaze.estimator import GazeEM
+from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.settings import EStepSettings, ProblemSettings, WindowSettings
 from gazeem.models import PoissonLN, TrackerModel, UniformPrior
 
 SMALL_FIT = dict(patch_size=12, max_iter=6, window_k=3.0, dtype="float64", device="cpu")
@@ -22,15 +24,17 @@ def test_monte_carlo_support_is_the_cells_drawn(small_session):
     data = GazeData.from_dataset(small_session, torch.device("cpu"), torch.float64)
     resp = PoissonLN(8, 12).double()
     resp.initialize_bias(data.counts.mean(0))
-    est = GazeEM(estep="mc", num_samples=5, window_k=3.0, patch_size=12)
-    prob = _GazeProblem(
-        est,
+    settings = ProblemSettings(
+        window=WindowSettings(k=3.0), estep=EStepSettings(mode="mc", num_samples=5)
+    )
+    prob = FixationProblem(
         data,
         GazeGrid(0, 39, 0, 39),
         TrackerModel(sigma=2.0),
         UniformPrior(1600),
         resp,
         torch.Generator().manual_seed(0),
+        settings,
     )
     first = prob.e_step().posterior
     assert bool(torch.isfinite(first.log_q).all())  # the first E-step enumerates the window

@@ -8,7 +8,7 @@ import pytest
 import torch
 import xarray as xr
 
-from gazeem.gaze.model import GazeEM
+from gazeem.gaze.estimator import GazeEM
 from gazeem.gaze.patches import FrameSource, gather_crops
 from gazeem.io.dataset import write_netcdf_atomic
 from gazeem.simulate import simulate_session

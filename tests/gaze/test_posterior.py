@@ -6,7 +6,8 @@ import torch
 from scipy.stats import multivariate_normal, poisson
 
 from gazeem.gaze.data import GazeData, GazeGrid
-from gazeem.gaze.model import GazeEM, _GazeProblem
+from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.settings import ProblemSettings, WindowSettings
 from gazeem.models import CellWeightsPrior, PoissonLN, TrackerModel
 
 
@@ -36,8 +37,8 @@ def problem(tiny_session):
     tracker.gain = torch.tensor([[1.05, 0.02], [-0.03, 0.97]], dtype=torch.float64)
     tracker.offset = torch.tensor([0.4, -0.3], dtype=torch.float64)
     prior = CellWeightsPrior(torch.as_tensor(rng.uniform(0.2, 1.0, size=(12, 12))))
-    est = GazeEM(window_k=3.0, window_min=2, window_max=3)
-    return _GazeProblem(est, data, grid, tracker, prior, resp, None), tiny_session
+    settings = ProblemSettings(window=WindowSettings(k=3.0, h_min=2, h_max=3))
+    return FixationProblem(data, grid, tracker, prior, resp, None, settings), tiny_session
 
 
 def test_posterior_equals_brute_force_enumeration(problem):
@@ -50,7 +51,7 @@ def test_posterior_equals_brute_force_enumeration(problem):
     rf = prob.response.rf.detach().numpy()
     bias = prob.response.bias.detach().numpy()
     a, b, s = prob.tracker.gain.numpy(), prob.tracker.offset.numpy(), prob.tracker.sigma
-    logw = prob.prior.log_weights.numpy()
+    logw = prob.cell_prior.log_weights.numpy()
     fix = prob.data.fixation.numpy()
     center = prob.data.geometry.center_px
     total = 0.0

@@ -9,7 +9,7 @@ import pytest
 from scipy.ndimage import shift as nd_shift
 
 from gazeem.coords import StimulusGeometry
-from gazeem.gaze.model import GazeEM
+from gazeem.gaze.estimator import GazeEM
 from gazeem.simulate import simulate_session
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import yaml
 from gazeem import __version__
 from gazeem.cli import main
 from gazeem.coords import StimulusGeometry
-from gazeem.gaze.model import GazeEM
+from gazeem.gaze.estimator import GazeEM
 from gazeem.io.dataset import write_netcdf_atomic
 
 FIT = dict(patch_size=12, max_iter=3, window_k=3.0, device="cpu")
@@ -25,13 +25,13 @@ def fitted():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = GazeEM(**FIT).fit(ds)
-    return ds, est, est.to_dataset()
+    return ds, est, est.to_dataset(ds)
 
 
 def test_per_bin_values_are_the_fixation_posteriors(fitted):
     ds, est, out = fitted
     summ = est.fixation_summary()
-    fix = est.data_.fixation.numpy()
+    fix = est.fit_.fixation_of_bin
     geom = StimulusGeometry.from_dataset(ds)
     for f in (0, 3, 7):
         bins = np.flatnonzero(fix == f)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from gazeem.gaze.model import GazeEM
+from gazeem.gaze.estimator import GazeEM
 from gazeem.ingest import ingest_session
 from gazeem.io.dataset import validate_session
 
@@ -107,11 +107,11 @@ def test_export_round_trip(nwb_file, tmp_path):
     session = ingest_session(meta_for(nwb_file, "nwb"), tmp_path / "s.nc")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = GazeEM(patch_size=12, max_iter=2, window_k=3.0, device="cpu").fit(
-            xr.open_dataset(session, engine="h5netcdf").load()
-        )
+        ds = xr.open_dataset(session, engine="h5netcdf").load()
+        est = GazeEM(patch_size=12, max_iter=2, window_k=3.0, device="cpu").fit(ds)
     fit_path = tmp_path / "fit.nc"
-    est.to_dataset().to_netcdf(fit_path, engine="h5netcdf")
+    result = est.to_dataset(ds)
+    result.to_netcdf(fit_path, engine="h5netcdf")
     before = hashlib.sha256(nwb_file.read_bytes()).hexdigest()
     out = export_nwb(nwb_file, fit_path, tmp_path / "exported.nwb")
     assert hashlib.sha256(nwb_file.read_bytes()).hexdigest() == before
@@ -120,8 +120,8 @@ def test_export_round_trip(nwb_file, tmp_path):
         et = nwb.processing["behavior"]["EyeTrackingCorrected"]
         gaze = et.spatial_series["corrected_gaze"]
         sd = et.spatial_series["posterior_sd"]
-        np.testing.assert_array_equal(gaze.data[:], est.to_dataset()["gaze_mean"].values)
-        np.testing.assert_array_equal(sd.data[:], est.to_dataset()["gaze_sd"].values)
+        np.testing.assert_array_equal(gaze.data[:], result["gaze_mean"].values)
+        np.testing.assert_array_equal(sd.data[:], result["gaze_sd"].values)
         np.testing.assert_array_equal(
             gaze.timestamps[:], xr.open_dataset(session, engine="h5netcdf")["time"].values
         )

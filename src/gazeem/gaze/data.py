@@ -100,8 +100,27 @@ class GazeData:
         return int(self.counts.shape[1])
 
     @property
+    def is_calibration(self) -> torch.Tensor:
+        """``(F,)`` bool: fixations on a known calibration target."""
+        return torch.isfinite(self.fix_calib[:, 0])
+
+    @property
     def has_calibration(self) -> bool:
-        return bool(torch.isfinite(self.fix_calib[:, 0]).any())
+        return bool(self.is_calibration.any())
+
+    def pin_calibration(self, pos: torch.Tensor, centered: bool = True) -> torch.Tensor:
+        """``pos (F, K, 2)`` float64 with calibration fixations' cells set to their target.
+
+        The target is in centred pixels (``centered``) or in stimulus pixels. Other
+        fixations are left as they are; ``pos`` is changed in place and returned.
+        """
+        cal = self.is_calibration
+        if cal.any():
+            target = self.fix_calib[cal]
+            if not centered:
+                target = target + torch.as_tensor(self.geometry.center_px, dtype=torch.float64)
+            pos[cal] = target[:, None, :].expand(-1, pos.shape[1], -1)
+        return pos
 
     @classmethod
     def from_dataset(

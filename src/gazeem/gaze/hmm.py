@@ -31,7 +31,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
@@ -385,39 +384,3 @@ def _pair_stats(pairs: torch.Tensor, shift: torch.Tensor) -> PairStats:
         src=pairs.sum(3).cpu(),
         shift=shift.cpu(),
     )
-
-
-def brute_force_paths(
-    chain: Chain, log_emission: torch.Tensor, sigma_drift: float, sigma_sacc: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every path ``(K^N, N)`` and its joint log score (tiny chains only; for tests)."""
-    s, n = chain.side, chain.length
-    k = s * s
-    md = drift_kernel(s, sigma_drift)
-    paths = np.array(np.meshgrid(*[np.arange(k)] * n, indexing="ij")).reshape(n, -1).T
-    le = log_emission.numpy()
-    init = chain.log_init.numpy()
-    score = init[int(chain.group[0])][paths[:, 0]] + le[0][paths[:, 0]]
-    for pos in range(1, n):
-        kind = int(chain.kind[pos])
-        if kind == RESET:
-            score = score + init[int(chain.group[pos])][paths[:, pos]]
-        else:
-            mr, mc = (md, md) if kind == DRIFT else axis_kernel(s, sigma_sacc, chain.shift[pos])
-            log_t = torch.kron(mr, mc).log().numpy()
-            score = score + log_t[paths[:, pos - 1], paths[:, pos]]
-        score = score + le[pos][paths[:, pos]]
-    return paths, score
-
-
-def brute_force_marginals(
-    chain: Chain, log_emission: torch.Tensor, sigma_drift: float, sigma_sacc: float
-) -> tuple[np.ndarray, float]:
-    """``(N, K)`` marginals and ``log p`` by enumerating every path (tiny chains only; tests)."""
-    paths, score = brute_force_paths(chain, log_emission, sigma_drift, sigma_sacc)
-    log_p = float(np.logaddexp.reduce(score))
-    w = np.exp(score - log_p)
-    marg = np.zeros((chain.length, chain.side**2))
-    for pos in range(chain.length):
-        np.add.at(marg[pos], paths[:, pos], w)
-    return marg, log_p

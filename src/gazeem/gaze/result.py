@@ -1,9 +1,14 @@
-"""The fit result as an xarray Dataset (``results/fits/{session}.nc``)."""
+"""The fit result as an xarray Dataset (``results/fits/{session}.nc``).
+
+:func:`fit_to_dataset` joins a :class:`~gazeem.gaze.fit.GazeFit` (what the fit learned)
+with the session's coordinates, from small builders: the gaze per bin, the fixations,
+the tracker, the fields, the chain (``latent: bin``), the EM trace, example posteriors
+and the provenance attributes.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,264 +16,258 @@ import xarray as xr
 import yaml
 
 from gazeem import __version__
+from gazeem.coords import StimulusGeometry
+from gazeem.gaze.fit import GazeFit
 
-if TYPE_CHECKING:
-    from gazeem.gaze.model import GazeEM
-
-
-def _config_yaml(est: GazeEM) -> str:
-    params = est.get_params()
-    params["response_model"] = (
-        None if params["response_model"] is None else type(params["response_model"]).__name__
-    )
-    if params["prior_weights"] is not None:
-        params["prior_weights"] = "<array>"
-    return yaml.safe_dump(params, sort_keys=True)
+Vars = dict[str, tuple]
 
 
-def fit_to_dataset(est: GazeEM) -> xr.Dataset:
-    """Per-bin gaze posterior, tracker and response parameters, and the EM trace."""
-    data = est.data_
-    geom = data.geometry
-    ppd = geom.ppd
-    per_bin = est.gaze_per_bin()
-    fix = est.fixation_summary()
-    eye_px = data.eye_px
-    sess = est.session_
-    time = sess["time"].values
-    axis = np.array(["x", "y"])
+def _deg(long_name: str) -> dict:
+    return {"units": "degree", "long_name": long_name}
 
-    def deg_attrs(long_name: str) -> dict:
-        return {"units": "degree", "long_name": long_name}
 
-    def px_attrs(long_name: str) -> dict:
-        return {
-            "units": "pixel",
-            "long_name": long_name + " (stimulus pixels: x = column, y = row)",
-        }
+def _px(long_name: str) -> dict:
+    return {"units": "pixel", "long_name": long_name + " (stimulus pixels: x = column, y = row)"}
 
-    mean_deg = geom.px_to_deg(per_bin["mean"])
-    eye_deg = geom.px_to_deg(eye_px)
-    vars_ = {
-        "gaze_mean": (("time", "axis"), mean_deg, deg_attrs("posterior mean gaze")),
-        "gaze_sd": (("time", "axis"), per_bin["sd"] / ppd, deg_attrs("posterior SD of gaze")),
-        "gaze_map": (
-            ("time", "axis"),
-            geom.px_to_deg(per_bin["map"]),
-            deg_attrs("posterior mode of gaze"),
-        ),
-        "correction": (
-            ("time", "axis"),
-            mean_deg - eye_deg,
-            deg_attrs("gaze_mean minus tracker reading"),
-        ),
-        "eye": (("time", "axis"), eye_deg, deg_attrs("tracker reading")),
-        "gaze_mean_px": (("time", "axis"), per_bin["mean"], px_attrs("posterior mean gaze")),
-        "gaze_sd_px": (("time", "axis"), per_bin["sd"], px_attrs("posterior SD of gaze")),
-        "gaze_map_px": (("time", "axis"), per_bin["map"], px_attrs("posterior mode of gaze")),
-        "correction_px": (
-            ("time", "axis"),
-            per_bin["mean"] - eye_px,
-            px_attrs("gaze_mean minus tracker reading"),
-        ),
+
+def gaze_vars(fit: GazeFit) -> Vars:
+    """Per-bin posterior mean, SD and mode, the correction and the reading (deg and px)."""
+    geom, g = fit.geometry, fit.gaze
+    mean_deg = geom.px_to_deg(g["mean"])
+    eye_deg = geom.px_to_deg(fit.eye_px)
+    tx = ("time", "axis")
+    return {
+        "gaze_mean": (tx, mean_deg, _deg("posterior mean gaze")),
+        "gaze_sd": (tx, g["sd"] / geom.ppd, _deg("posterior SD of gaze")),
+        "gaze_map": (tx, geom.px_to_deg(g["map"]), _deg("posterior mode of gaze")),
+        "correction": (tx, mean_deg - eye_deg, _deg("gaze_mean minus tracker reading")),
+        "eye": (tx, eye_deg, _deg("tracker reading")),
+        "gaze_mean_px": (tx, g["mean"], _px("posterior mean gaze")),
+        "gaze_sd_px": (tx, g["sd"], _px("posterior SD of gaze")),
+        "gaze_map_px": (tx, g["map"], _px("posterior mode of gaze")),
+        "correction_px": (tx, g["mean"] - fit.eye_px, _px("gaze_mean minus tracker reading")),
         "fixation": (
             ("time",),
-            data.fixation.cpu().numpy().astype(np.int32),
+            fit.fixation_of_bin.astype(np.int32),
             {"long_name": "fixation index (-1: none)"},
         ),
-        "fix_id": (
-            ("fixation_index",),
-            data.fix_ids.astype(np.int64),
-            {"long_name": "fixation id in the session"},
-        ),
-        "fix_entropy": (
-            ("fixation_index",),
-            fix["entropy"],
-            {"units": "nat", "long_name": "posterior entropy"},
-        ),
+    }
+
+
+def fixation_vars(fit: GazeFit) -> Vars:
+    f, dim = fit.fixations, ("fixation_index",)
+    return {
+        "fix_id": (dim, f["id"].astype(np.int64), {"long_name": "fixation id in the session"}),
+        "fix_entropy": (dim, f["entropy"], {"units": "nat", "long_name": "posterior entropy"}),
         "fix_window_mass": (
-            ("fixation_index",),
-            fix["window_mass"],
+            dim,
+            f["window_mass"],
             {"units": "1", "long_name": "tracker-likelihood mass inside the evaluated window"},
         ),
         "fix_calibration": (
-            ("fixation_index",),
-            np.isfinite(data.fix_calib[:, 0].numpy()),
+            dim,
+            f["calibration"],
             {"long_name": "fixation on a known calibration target"},
         ),
-        "sigma": ((), est.sigma_ / ppd, deg_attrs("tracker noise SD per axis")),
-        "sigma_px": ((), est.sigma_, {"units": "pixel", "long_name": "tracker noise SD per axis"}),
-        "offset": (("axis",), geom.px_vector_to_deg(est.offset_), deg_attrs("tracker offset b")),
+    }
+
+
+def tracker_vars(fit: GazeFit) -> Vars:
+    geom = fit.geometry
+    what = "tracker noise SD per axis"
+    return {
+        "sigma": ((), fit.sigma / geom.ppd, _deg(what)),
+        "sigma_px": ((), fit.sigma, {"units": "pixel", "long_name": what}),
+        "offset": (("axis",), geom.px_vector_to_deg(fit.offset), _deg("tracker offset b")),
         "offset_px": (
             ("axis",),
-            est.offset_,
+            fit.offset,
             {"units": "pixel", "long_name": "tracker offset b (y down)"},
         ),
         "gain": (
             ("axis", "axis_in"),
-            est.gain_,
+            fit.gain,
             {"units": "1", "long_name": "tracker gain A (centred stimulus pixels, y down)"},
         ),
+    }
+
+
+def field_vars(fit: GazeFit) -> Vars:
+    """Receptive fields and biases after EM and from the raw-trace fit (built-in model)."""
+    if fit.rf is None:
+        return {}
+    dims = ("unit", "lag", "rf_row", "rf_col")
+    unit = "1/contrast"
+    return {
+        "rf": (dims, fit.rf.astype(np.float32), {"units": unit, "long_name": "receptive field"}),
+        "rf_initial": (
+            dims,
+            fit.rf_initial.astype(np.float32),
+            {"units": unit, "long_name": "receptive field fitted on the raw tracker trace"},
+        ),
+        "bias": (("unit",), fit.bias, {"units": "1", "long_name": "LN bias"}),
+        "bias_initial": (
+            ("unit",),
+            fit.bias_initial,
+            {"units": "1", "long_name": "raw-trace LN bias"},
+        ),
+    }
+
+
+def chain_vars(fit: GazeFit) -> Vars:
+    """``latent: bin``: the most probable path and the fitted step SDs."""
+    if "viterbi" not in fit.gaze:
+        return {}
+    geom, path = fit.geometry, fit.gaze["viterbi"]
+    out = {
+        "gaze_viterbi": (
+            ("time", "axis"),
+            geom.px_to_deg(path),
+            _deg("most probable gaze path (Viterbi)"),
+        ),
+        "gaze_viterbi_px": (("time", "axis"), path, _px("most probable gaze path (Viterbi)")),
+    }
+    for name, value, what in (
+        ("sigma_drift", fit.sigma_drift, "fixational drift step SD per bin and axis"),
+        ("sigma_sacc", fit.sigma_sacc, "saccade landing SD about the tracker's displacement"),
+    ):
+        out[name] = ((), value / geom.ppd, _deg(what))
+        out[name + "_px"] = ((), value, {"units": "pixel", "long_name": what})
+    return out
+
+
+def trace_vars(fit: GazeFit) -> Vars:
+    s, it = fit.state, ("iteration",)
+    return {
         "loglik": (
-            ("iteration",),
-            est.loglik_,
+            it,
+            np.asarray(s.log_likelihood),
             {"units": "nat", "long_name": "marginal log-likelihood"},
         ),
         "objective": (
-            ("iteration",),
-            np.asarray(est.state_.objective),
+            it,
+            np.asarray(s.objective),
             {"units": "nat", "long_name": "log-likelihood plus log prior of parameters"},
         ),
-        "seconds_per_iter": (
-            ("iteration",),
-            np.asarray(est.state_.seconds_per_iter),
-            {"units": "s"},
-        ),
+        "seconds_per_iter": (it, np.asarray(s.seconds_per_iter), {"units": "s"}),
     }
-    if est.rf_ is not None:
-        rf_dims = ("unit", "lag", "rf_row", "rf_col")
-        vars_["rf"] = (
-            rf_dims,
-            est.rf_.astype(np.float32),
-            {"units": "1/contrast", "long_name": "receptive field"},
-        )
-        vars_["rf_initial"] = (
-            rf_dims,
-            est.rf_initial_.astype(np.float32),
-            {"units": "1/contrast", "long_name": "receptive field fitted on the raw tracker trace"},
-        )
-        vars_["bias"] = (("unit",), est.bias_, {"units": "1", "long_name": "LN bias"})
-        vars_["bias_initial"] = (
-            ("unit",),
-            est.bias_initial_,
-            {"units": "1", "long_name": "raw-trace LN bias"},
-        )
-    if "viterbi" in per_bin:
-        vars_["gaze_viterbi"] = (
-            ("time", "axis"),
-            geom.px_to_deg(per_bin["viterbi"]),
-            deg_attrs("most probable gaze path (Viterbi)"),
-        )
-        vars_["gaze_viterbi_px"] = (
-            ("time", "axis"),
-            per_bin["viterbi"],
-            px_attrs("most probable gaze path (Viterbi)"),
-        )
-        for name, value, what in (
-            ("sigma_drift", est.sigma_drift_, "fixational drift step SD per bin and axis"),
-            ("sigma_sacc", est.sigma_sacc_, "saccade landing SD about the tracker's displacement"),
-        ):
-            vars_[name] = ((), value / ppd, deg_attrs(what))
-            vars_[name + "_px"] = ((), value, {"units": "pixel", "long_name": what})
-    if "true_gaze" in sess:
-        vars_["true_gaze"] = (
-            ("time", "axis"),
-            sess["true_gaze"].values,
-            deg_attrs("true gaze (simulation)"),
-        )
-    vars_.update(_example_posteriors(est, geom))
-    ds = xr.Dataset(
-        vars_,
-        coords={
-            "time": ("time", time, {"units": "s", "long_name": "bin centre time"}),
-            "unit": ("unit", sess["unit"].values),
-            "axis": ("axis", axis),
-            "axis_in": ("axis_in", axis),
-            "iteration": ("iteration", np.arange(len(est.loglik_))),
-        },
-    )
-    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    ds.attrs.update(
-        {
-            "title": f"gazeem fit of session {sess.attrs.get('session', '')}",
-            "Conventions": "CF-1.8",
-            "session": sess.attrs.get("session", ""),
-            "source": str(sess.encoding.get("source") or sess.attrs.get("source", "")),
-            "history": f"{now}: fitted by gazeem {__version__}",
-            "gazeem_version": __version__,
-            "config": _config_yaml(est),
-            "seed": int(est.random_state),
-            "device": est.device_,
-            "torch_version": str(torch.__version__),
-            "torch_num_threads": int(est.num_threads_),
-            "cpu": est.cpu_,
-            "reproducible_on": (
-                "the same machine type, torch version, device and torch_num_threads "
-                "(docs/architecture.md, Reproducibility)"
-            ),
-            "wall_time_s": float(est.wall_time_s_),
-            "n_iter": int(est.n_iter_),
-            "converged": int(est.converged_),
-            "offset_mode": est.offset_mode_,
-            "loglik_raw_trace": float(est.loglik_raw_),
-            "loglik_corrected": float(est.loglik_corrected_),
-            "n_spikes": int(est.n_spikes_),
-            "bits_per_spike_gain": float(
-                (est.loglik_corrected_ - est.loglik_raw_) / max(est.n_spikes_, 1) / np.log(2)
-            ),
-            "em_warnings": "\n".join(est.state_.warnings),
-            "data_warnings": "\n".join(est.data_warnings_),
-            "ppd": float(ppd),
-            "bin_s": float(sess.attrs["bin_s"]),
-            "stim_center_x_deg": float(geom.center_deg[0]),
-            "stim_center_y_deg": float(geom.center_deg[1]),
-        }
-    )
-    return ds
 
 
-def _example_posteriors(est: GazeEM, geom, n_examples: int = 6) -> dict:
-    """The posterior over the window cells of a few fixations, evenly spaced in the session."""
-    post = est.posterior_
-    data = est.data_
-    regular = np.flatnonzero(~np.isfinite(data.fix_calib[:, 0].numpy()))
-    if regular.size == 0:
+def example_vars(fit: GazeFit, session: xr.Dataset) -> Vars:
+    """The posterior over the window cells of a few fixations (the posterior figure)."""
+    ex, geom = fit.examples, fit.geometry
+    if not ex:
         return {}
-    pick = regular[
-        np.linspace(0, regular.size - 1, min(n_examples, regular.size)).round().astype(int)
-    ]
-    side = post.windows.side
-    q = post.log_q.exp().cpu().numpy()[pick].reshape(-1, side, side)
-    cells = post.windows.cells.cpu().numpy()[pick].astype(np.float64)  # (E, K, 2) stimulus pixels
-    xs = geom.px_to_deg(cells[:, :side, :])[..., 0]  # first row of the window: x varies
-    ys = geom.px_to_deg(cells[:, ::side, :])[..., 1]  # first column: y varies
-    center = data.geometry.center_px
-    reading = geom.px_to_deg(data.fix_reading.numpy()[pick] + center)
-    expected = geom.px_to_deg(est.tracker_.invert(data.fix_reading[pick]).numpy() + center)
+    side = ex["q"].shape[-1]
+    xs = geom.px_to_deg(ex["cells"][:, :side, :])[..., 0]  # first row of the window: x varies
+    ys = geom.px_to_deg(ex["cells"][:, ::side, :])[..., 1]  # first column: y varies
+    deg = {"units": "degree"}
     out = {
-        "example_fixation": (
-            ("example",),
-            data.fix_ids[pick].astype(np.int64),
-            {"long_name": "fixation id"},
-        ),
+        "example_fixation": (("example",), ex["fix_id"], {"long_name": "fixation id"}),
         "example_q": (
             ("example", "win_y", "win_x"),
-            q,
+            ex["q"],
             {"units": "1", "long_name": "posterior over window cells"},
         ),
-        "example_x": (("example", "win_x"), xs, {"units": "degree", "long_name": "window cell x"}),
-        "example_y": (("example", "win_y"), ys, {"units": "degree", "long_name": "window cell y"}),
+        "example_x": (("example", "win_x"), xs, {**deg, "long_name": "window cell x"}),
+        "example_y": (("example", "win_y"), ys, {**deg, "long_name": "window cell y"}),
         "example_reading": (
             ("example", "axis"),
-            reading,
-            {"units": "degree", "long_name": "mean tracker reading"},
+            geom.px_to_deg(ex["reading"]),
+            {**deg, "long_name": "mean tracker reading"},
         ),
         "example_expected": (
             ("example", "axis"),
-            expected,
-            {
-                "units": "degree",
-                "long_name": "gaze implied by the reading under the fitted tracker model",
-            },
+            geom.px_to_deg(ex["expected"]),
+            {**deg, "long_name": "gaze implied by the reading under the fitted tracker model"},
         ),
     }
-    if "true_gaze" in est.session_:
-        fix = data.fixation.cpu().numpy()
-        tg = est.session_["true_gaze"].values
-        truth = np.stack([tg[fix == f].mean(0) for f in pick])
+    if "true_gaze" in session:
+        tg = session["true_gaze"].values
+        truth = np.stack([tg[fit.fixation_of_bin == f].mean(0) for f in ex["pick"]])
         out["example_truth"] = (
             ("example", "axis"),
             truth,
-            {"units": "degree", "long_name": "true gaze (mean)"},
+            {**deg, "long_name": "true gaze (mean)"},
         )
     return out
+
+
+def _config_yaml(params: dict) -> str:
+    params = dict(params)
+    model = params.get("response_model")
+    params["response_model"] = None if model is None else type(model).__name__
+    if params.get("prior_weights") is not None:
+        params["prior_weights"] = "<array>"
+    return yaml.safe_dump(params, sort_keys=True)
+
+
+def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
+    """Where the fit came from and how to reproduce it, and its headline numbers."""
+    geom: StimulusGeometry = fit.geometry
+    prov = fit.provenance
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return {
+        "title": f"gazeem fit of session {session.attrs.get('session', '')}",
+        "Conventions": "CF-1.8",
+        "session": session.attrs.get("session", ""),
+        "source": str(session.encoding.get("source") or session.attrs.get("source", "")),
+        "history": f"{now}: fitted by gazeem {__version__}",
+        "gazeem_version": __version__,
+        "config": _config_yaml(params),
+        "seed": int(params["random_state"]),
+        "device": prov["device"],
+        "torch_version": str(torch.__version__),
+        "torch_num_threads": int(prov["num_threads"]),
+        "cpu": prov["cpu"],
+        "reproducible_on": (
+            "the same machine type, torch version, device and torch_num_threads "
+            "(docs/architecture.md, Reproducibility)"
+        ),
+        "wall_time_s": float(prov["wall_time_s"]),
+        "latent": fit.latent,
+        "n_iter": int(fit.state.n_iter),
+        "converged": int(fit.state.converged),
+        "offset_mode": fit.offset_mode,
+        "loglik_raw_trace": float(fit.loglik_raw),
+        "loglik_corrected": float(fit.loglik_corrected),
+        "n_spikes": int(fit.n_spikes),
+        "bits_per_spike_gain": float(fit.bits_per_spike_gain),
+        "em_warnings": "\n".join(fit.state.warnings),
+        "data_warnings": "\n".join(prov["data_warnings"]),
+        "ppd": float(geom.ppd),
+        "bin_s": float(session.attrs["bin_s"]),
+        "stim_center_x_deg": float(geom.center_deg[0]),
+        "stim_center_y_deg": float(geom.center_deg[1]),
+    }
+
+
+def fit_to_dataset(fit: GazeFit, session: xr.Dataset, params: dict) -> xr.Dataset:
+    """The fit result of ``session``; ``params`` are the estimator's hyperparameters."""
+    vars_: Vars = {}
+    for build in (gaze_vars, fixation_vars, tracker_vars, trace_vars, field_vars, chain_vars):
+        vars_.update(build(fit))
+    if "true_gaze" in session:
+        vars_["true_gaze"] = (
+            ("time", "axis"),
+            session["true_gaze"].values,
+            _deg("true gaze (simulation)"),
+        )
+    vars_.update(example_vars(fit, session))
+    axis = np.array(["x", "y"])
+    ds = xr.Dataset(
+        vars_,
+        coords={
+            "time": (
+                "time",
+                session["time"].values,
+                {"units": "s", "long_name": "bin centre time"},
+            ),
+            "unit": ("unit", session["unit"].values),
+            "axis": ("axis", axis),
+            "axis_in": ("axis_in", axis),
+            "iteration": ("iteration", np.arange(len(fit.state.log_likelihood))),
+        },
+    )
+    ds.attrs.update(provenance_attrs(fit, session, params))
+    return ds

@@ -59,7 +59,7 @@ def expected_positions(data: GazeData, tracker: TrackerModel) -> torch.Tensor:
     """
     center = torch.as_tensor(data.geometry.center_px, dtype=torch.float64)
     z = tracker.invert(data.fix_reading) + center
-    cal = torch.isfinite(data.fix_calib[:, 0])
+    cal = data.is_calibration
     z[cal] = data.fix_calib[cal] + center
     return z
 
@@ -94,7 +94,7 @@ def make_windows(
         drawn = torch.isin(keys, drawn_keys.cpu())
         has = drawn.any(dim=1)
         support[has] = drawn[has]
-    cal = torch.isfinite(data.fix_calib[:, 0])
+    cal = data.is_calibration
     if cal.any():
         target = torch.round(z[cal]).to(torch.int64)
         rel = target - c[cal] + half

@@ -1,4 +1,4 @@
-"""``prior="hmm"``: the gaze model with a per-bin latent linked over time (fixational drift).
+"""``latent: bin``: the gaze model with a per-bin latent linked over time (fixational drift).
 
 Each fitted bin has its own gaze cell in its fixation's window. Within a fixation the
 eye drifts (Gaussian random walk, ``σ_drift`` px per bin); a saccade moves it by the
@@ -8,7 +8,8 @@ prior. The tracker term on a fixation's mean reading is applied at its middle bi
 so with ``σ_drift → 0`` and a reset at every saccade this is the per-fixation model.
 The E-step is :class:`gazeem.gaze.hmm.GridHMM`'s forward–backward; the M-step fits the
 response on each bin's marginal, the tracker on the middle bins' marginals, and the
-two step SDs by a 1-D search on the expected transitions.
+two step SDs by a 1-D search on the expected transitions. The windows, crops, tracker
+terms and response M-step are the per-fixation problem's, used by composition.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ import torch
 
 from gazeem.em.engine import EStep
 from gazeem.em.estep import prune_support
+from gazeem.gaze.data import GazeData, GazeGrid
+from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
-from gazeem.gaze.model import GazePosterior, _GazeProblem
-from gazeem.gaze.patches import gather_crops, lagged_frame_index
+from gazeem.gaze.posterior import GazePosterior, to_bins
+from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.windows import Windows, expected_positions
-from gazeem.models.observation import TrackerStats
+from gazeem.models.observation import TrackerModel, TrackerStats
+from gazeem.models.prior import GridPrior
 
 log = logging.getLogger("gazeem.fit")
 
@@ -34,13 +38,13 @@ SIGMA_MIN = 1e-2  # px; below this the drift kernel is the identity on a 1-px gr
 
 
 @dataclass(frozen=True)
-class HMMPosterior(GazePosterior):
-    """A :class:`GazePosterior` whose ``log_q`` is each fixation's middle bin, plus per bin.
+class DriftPosterior(GazePosterior):
+    """The per-bin E-step's result; ``log_q`` is each fixation's middle-bin marginal.
 
     Per-bin arrays run over the fitted bins (``data.fit_bins`` order): ``bin_mean``,
     ``bin_sd``, ``bin_map`` ``(N, 2)`` stimulus pixels; ``cells`` ``(N, m)`` the window
     cells kept for the M-step and ``weights`` their renormalised marginal mass
-    (0: padding).
+    (0: padding); ``resp_expected`` the expected response log-likelihood (nats).
     """
 
     bin_mean: np.ndarray = None
@@ -52,16 +56,38 @@ class HMMPosterior(GazePosterior):
     resp_expected: float = 0.0
     dropped_mass: float = 0.0
 
+    def per_bin(self, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
+        """Each bin's own posterior ``mean``, ``sd``, ``map`` ``(T, 2)`` stimulus pixels."""
+        return {k: to_bins(data, getattr(self, f"bin_{k}")) for k in ("mean", "sd", "map")}
 
-class HMMGazeProblem(_GazeProblem):
+    @property
+    def expected_response_loglik(self) -> float:
+        return self.resp_expected
+
+
+class DriftProblem:
     """The per-bin gaze model as seen by :func:`gazeem.em.engine.run_em`."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        est = self.est
-        self.exact = True
-        self.sigma_drift = float(est.sigma_drift_init)
-        self.sigma_sacc = float(est.sigma_sacc_init)
+    exact = True
+
+    def __init__(
+        self,
+        data: GazeData,
+        grid: GazeGrid,
+        tracker: TrackerModel,
+        cell_prior: GridPrior,
+        response: torch.nn.Module,
+        gen: torch.Generator | None,
+        settings: ProblemSettings,
+    ) -> None:
+        self.base = FixationProblem(data, grid, tracker, cell_prior, response, gen, settings)
+        self.data, self.tracker, self.cell_prior = data, tracker, cell_prior
+        self.response, self.settings = response, settings
+        self.batches = self.base.batches
+        self.n_observations = self.base.n_observations
+        drift = settings.drift
+        self.sigma_drift = float(drift.sigma_drift_init)
+        self.sigma_sacc = float(drift.sigma_sacc_init)
         d = self.data
         fb = d.fixation[d.fit_bins].cpu()
         n_bins = torch.bincount(fb, minlength=d.n_fixations)
@@ -84,6 +110,16 @@ class HMMGazeProblem(_GazeProblem):
         kind[1:][new_fix & reset] = RESET
         self.kind = torch.from_numpy(kind).to(d.counts.device)
 
+    # the per-fixation problem's parts ----------------------------------------------------
+    def fit_response_on_positions(self, cells: torch.Tensor) -> None:
+        self.base.fit_response_on_positions(cells)
+
+    def conditional_loglik(self, cells: torch.Tensor) -> float:
+        return self.base.conditional_loglik(cells)
+
+    def log_penalty(self) -> float:
+        return self.base.log_penalty()
+
     # E-step ------------------------------------------------------------------------------
     def chain(self, win: Windows) -> Chain:
         """The chain for the current windows and tracker (saccade shifts depend on both)."""
@@ -93,7 +129,7 @@ class HMMGazeProblem(_GazeProblem):
         prev = torch.cat([g[:1], g[:-1]])
         e = (c[g] - c[prev]) - (z[g] - z[prev])  # (x, y): centres' move minus the tracker's
         shift = torch.where((self.kind == SACCADE)[:, None], e.flip(1), 0.0)
-        log_init = self.prior.log_prob(win.cell_index.cpu()).to(c.device)
+        log_init = self.cell_prior.log_prob(win.cell_index.cpu()).to(c.device)
         return Chain(win.side, self.kind, shift, g, log_init)
 
     def _emission_fn(self, win: Windows, cache: bool):
@@ -101,10 +137,10 @@ class HMMGazeProblem(_GazeProblem):
         term at middle bins, ``-inf`` off the support; and the tracker term ``(F, K)``."""
         d = self.data
         dev = d.counts.device
-        pos = self._tracker_positions(win)
+        pos = self.base.tracker_positions(win)
         log_tr = self.tracker.log_prob(d.fix_reading, pos).to(dev)
         mid_of = self.mid_of
-        window_ll = self._window_ll()
+        window_ll = self.base.window_ll()
         store: dict = {}
 
         def emission(lo: int, hi: int) -> torch.Tensor:
@@ -113,7 +149,7 @@ class HMMGazeProblem(_GazeProblem):
             bins = d.fit_bins[lo:hi]
             f = self.group[lo:hi]
             with torch.no_grad():
-                crops = self._crops_of(win, bins, f)
+                crops = self.batches.crops_of(win, bins, f)
                 ll = window_ll(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
             out = ll.reshape(hi - lo, -1).to(torch.float64)
             m = mid_of[lo:hi]
@@ -128,28 +164,28 @@ class HMMGazeProblem(_GazeProblem):
 
     def _emissions_fit(self, win: Windows) -> bool:
         """Whether every bin's float64 emissions fit in ``cache_mb`` (then kept, not redone)."""
-        return self.kind.numel() * win.side**2 * 8 <= self.est.cache_mb * 2**20
+        return self.settings.memory.fits_cache(self.kind.numel() * win.side**2 * 8)
 
     def _chunk(self, win: Windows) -> int:
         # the window log-likelihood plus float64 α̂, β̂, ê, emission, γ and a temporary
-        return self._chunk_bins(self._window_bin_bytes(win) + 8 * 6 * win.side**2)
+        return self.batches.chunk_bins(self.batches.window_bin_bytes(win) + 8 * 6 * win.side**2)
 
     def hmm(self) -> GridHMM:
         return GridHMM(self._chain, self.sigma_drift, self.sigma_sacc)
 
     def e_step(self) -> EStep:
-        est = self.est
+        mstep, memory = self.settings.mstep, self.settings.memory
         d = self.data
-        win = self._windows()
+        win = self.base.windows()
         self._chain = self.chain(win)
         n = self.kind.numel()
         k = win.side**2
         cache = self._emissions_fit(win)
         emission, log_tr = self._emission_fn(win, cache)
         mid_of = self.mid_of
-        pos = self._tracker_positions(win) + self.center_px  # (F, K, 2) stimulus px
+        pos = self.base.tracker_positions(win) + self.base.center_px  # (F, K, 2) stimulus px
         pos = pos.to(d.counts.device)
-        cap = min(k, int(est.mstep_max_cells))
+        cap = min(k, int(mstep.max_cells))
         bin_mean = torch.empty(n, 2, dtype=torch.float64)
         bin_sd = torch.empty(n, 2, dtype=torch.float64)
         bin_map = torch.empty(n, 2, dtype=torch.float64)
@@ -172,7 +208,7 @@ class HMMGazeProblem(_GazeProblem):
             resp = emis.clone()
             resp[at] -= log_tr[m[at]]
             acc["resp"] += float((gamma * resp.nan_to_num(neginf=0.0)).sum())
-            keep = prune_support(gamma.clamp_min(1e-300).log(), est.prune_mass)
+            keep = prune_support(gamma.clamp_min(1e-300).log(), mstep.prune_mass)
             g_kept = torch.where(keep, gamma, 0.0)
             top = g_kept.topk(cap, dim=1)
             kept_mass = top.values.sum(1, keepdim=True)
@@ -184,15 +220,13 @@ class HMMGazeProblem(_GazeProblem):
             emission,
             self._chunk(win),
             on_marginals,
-            pair_stats=est.learn_sigma_drift or est.learn_sigma_sacc,
-            keep_forward=cache and 3 * n * k * 8 <= est.cache_mb * 2**20,
+            pair_stats=self.settings.drift.learn_sigma_drift
+            or self.settings.drift.learn_sigma_sacc,
+            keep_forward=cache and memory.fits_cache(3 * n * k * 8),
         )
-        post = HMMPosterior(
+        post = DriftPosterior(
             windows=win,
             log_q=gamma_fix.log().to(d.counts.device),
-            log_marginal=torch.full((d.n_fixations,), math.nan),
-            resp_ll=torch.zeros(gamma_fix.shape, dtype=torch.float64),
-            draws=None,
             bin_mean=bin_mean.numpy(),
             bin_sd=bin_sd.numpy(),
             bin_map=bin_map.numpy(),
@@ -206,11 +240,11 @@ class HMMGazeProblem(_GazeProblem):
 
     # M-step ------------------------------------------------------------------------------
     def m_step(self, estep: EStep) -> None:
-        est = self.est
-        post: HMMPosterior = estep.posterior
+        drift = self.settings.drift
+        post: DriftPosterior = estep.posterior
         win = post.windows
         d = self.data
-        if post.dropped_mass > est.prune_mass:
+        if post.dropped_mass > self.settings.mstep.prune_mass:
             log.debug(
                 "HMM M-step on the %d most probable cells per bin (up to %.3g of the mass "
                 "left out)",
@@ -221,43 +255,25 @@ class HMMGazeProblem(_GazeProblem):
         rows = torch.nonzero(nz, as_tuple=True)[0]
         bins = d.fit_bins.cpu()[rows]
         xy = win.cells.cpu()[self.group.cpu()[rows], post.cells[nz]]
-        self._maximize(self._sparse_pair_batches(bins, xy, post.weights[nz], cache=True))
+        self.base.maximize(self.batches.sparse_pair_batches(bins, xy, post.weights[nz], cache=True))
         self.tracker.m_step(
             TrackerStats.from_weighted(
-                d.fix_reading, self._tracker_positions(win), post.log_q.exp().cpu()
+                d.fix_reading, self.base.tracker_positions(win), post.log_q.exp().cpu()
             )
         )
         side = float(win.side)
-        if est.learn_sigma_drift:
+        if drift.learn_sigma_drift:
             self.sigma_drift = post.fb.drift.fit_sigma(SIGMA_MIN, side)
-        if est.learn_sigma_sacc and post.fb.saccade.sq.numel():
+        if drift.learn_sigma_sacc and post.fb.saccade.sq.numel():
             self.sigma_sacc = post.fb.saccade.fit_sigma(0.1, 10 * side)
         log.debug("sigma_drift %.4g px, sigma_sacc %.4g px", self.sigma_drift, self.sigma_sacc)
-
-    def _sparse_pair_batches(self, bins, xy, w, cache: bool):
-        """A callable yielding ``(x, y, z, w)`` batches over given (bin, position) pairs."""
-        d = self.data
-        p, lags = self.response.patch_size, self.response.n_lags
-        dev = d.counts.device
-        batch = self._pair_batch_size()
-        w = w.to(device=dev, dtype=d.counts.dtype)
-
-        def make():
-            for s in range(0, bins.numel(), batch):
-                b = bins[s : s + batch].to(dev)
-                z = xy[s : s + batch].to(dev)
-                top, left = z[:, 1] - p // 2, z[:, 0] - p // 2
-                x = gather_crops(d.frames, lagged_frame_index(d.frame, b, lags), top, left, p)
-                yield x, b, z.to(d.counts.dtype), w[s : s + batch]
-
-        return self._batches(make, bins.numel(), cache)
 
     # results -----------------------------------------------------------------------------
     def viterbi(self) -> np.ndarray:
         """``(N, 2)`` stimulus-pixel cells of the most probable path (fitted bins)."""
-        win = self._windows()
+        win = self.base.windows()
         self._chain = self.chain(win)
         emission, _ = self._emission_fn(win, cache=self._emissions_fit(win))
         path = self.hmm().viterbi(emission, self._chunk(win))
-        pos = self._tracker_positions(win) + self.center_px
+        pos = self.base.tracker_positions(win) + self.base.center_px
         return pos[self.group.cpu(), path].numpy()

@@ -1,0 +1,177 @@
+"""Stimulus crops and (bin, cell) pair batches under a memory budget, and the patch cache.
+
+The E-steps score whole windows from one crop per bin (:meth:`Batches.window_crops`);
+the M-steps fit the response on (bin, cell) pairs weighted by the posterior
+(:meth:`Batches.pair_batches`). Both run a chunk at a time, sized from the
+:class:`~gazeem.gaze.settings.MemoryBudget`, so memory does not grow with the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from gazeem.gaze.data import GazeData
+from gazeem.gaze.patches import gather_crops, lagged_frame_index
+from gazeem.gaze.settings import MemoryBudget
+from gazeem.gaze.windows import Windows
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x, y, z, w
+
+
+class Batches:
+    """Crops and pair batches of one session for one response model."""
+
+    def __init__(self, data: GazeData, response: torch.nn.Module, budget: MemoryBudget) -> None:
+        self.data = data
+        self.response = response
+        self.budget = budget
+
+    def chunk_bins(self, bytes_per_bin: int) -> int:
+        return self.budget.items_per_chunk(bytes_per_bin)
+
+    # windows: one crop per bin covers its fixation's window plus a patch around each cell --
+    def window_bin_bytes(self, win: Windows) -> int:
+        """Working memory of one bin's window log-likelihood: crops, drive, output, frames."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        r = win.side - 1 + p
+        k = win.side**2
+        item = d.counts.element_size()
+        frame_bytes = lags * d.frames.bytes_per_frame_read()  # each bin may need new frames
+        return item * (3 * d.n_units * k + lags * r * r + 2 * k) + frame_bytes
+
+    def window_crops(self, win: Windows, chunk: int) -> Iterator:
+        """For each chunk of fitted bins: ``(bins, fixation, crops (T, lags, R, R))``."""
+        d = self.data
+        for s in range(0, d.fit_bins.numel(), chunk):
+            bins = d.fit_bins[s : s + chunk]
+            f = d.fixation[bins]
+            yield bins, f, self.crops_of(win, bins, f)
+
+    def crops_of(self, win: Windows, bins: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """``(T, lags, R, R)`` crops of ``bins`` in fixations ``f``: each covers the
+        fixation's window plus the patch around every cell."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        c = win.centers[f]
+        top, left = c[:, 1] - win.half - p // 2, c[:, 0] - win.half - p // 2
+        return gather_crops(
+            d.frames, lagged_frame_index(d.frame, bins, lags), top, left, win.side - 1 + p
+        )
+
+    # pairs: one patch per (bin, cell) ----------------------------------------------------
+    def pair_batch_size(self) -> int:
+        """Pairs per chunk: patches, counts and, for lazily read frames, the frames they touch."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        per_pair = (
+            d.counts.element_size() * (lags * p * p + d.n_units * 4)
+            + lags * d.frames.bytes_per_frame_read()
+        )
+        return self.chunk_bins(per_pair)
+
+    def pair_blocks(self, keep: torch.Tensor) -> Iterator:
+        """Every (bin, kept cell) pair, a block of whole fixations at a time.
+
+        Yields ``(bins, fixation, cell)`` index tensors ``(M_block,)``; a block holds at
+        most one batch of pairs (or one fixation), so memory does not grow with the
+        session even while posteriors are broad.
+        """
+        d = self.data
+        n_fix = keep.shape[0]
+        fb = d.fixation[d.fit_bins]  # sorted by fixation
+        n_bins = torch.bincount(fb, minlength=n_fix)
+        bin_start = torch.cumsum(n_bins, 0) - n_bins
+        n_sup = keep.sum(1)
+        cum = torch.cumsum(n_sup * n_bins, 0).cpu()
+        batch = self.pair_batch_size()
+        a = 0
+        while a < n_fix:
+            done = int(cum[a - 1]) if a else 0
+            b = int(torch.searchsorted(cum, torch.tensor(done + batch), right=True))
+            b = min(max(b, a + 1), n_fix)
+            lo, hi = int(bin_start[a]), int(bin_start[b - 1] + n_bins[b - 1])
+            bins = d.fit_bins[lo:hi]
+            sup_f, sup_k = keep[a:b].nonzero(as_tuple=True)
+            ns = torch.bincount(sup_f, minlength=b - a)
+            start = torch.cumsum(ns, 0) - ns
+            local = fb[lo:hi] - a
+            reps = ns[local]
+            first = torch.cumsum(reps, 0) - reps
+            within = torch.arange(int(reps.sum()), device=bins.device) - first.repeat_interleave(
+                reps
+            )
+            sidx = start[local].repeat_interleave(reps) + within
+            yield bins.repeat_interleave(reps), sup_f[sidx] + a, sup_k[sidx]
+            a = b
+
+    def pair_chunks(self, keep: torch.Tensor, cells: torch.Tensor) -> Iterator:
+        """Patches, bins, positions and (fixation, cell) indices of every kept pair, by chunk."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        batch = self.pair_batch_size()
+        for bins_all, pf_all, pk_all in self.pair_blocks(keep):
+            for s in range(0, bins_all.numel(), batch):
+                b, pf, pk = bins_all[s : s + batch], pf_all[s : s + batch], pk_all[s : s + batch]
+                z = cells[pf, pk]
+                x = gather_crops(
+                    d.frames,
+                    lagged_frame_index(d.frame, b, lags),
+                    z[:, 1] - p // 2,
+                    z[:, 0] - p // 2,
+                    p,
+                )
+                yield x, b, z.to(d.counts.dtype), pf, pk
+
+    def pair_batches(self, cells, weights, keep, cache: bool) -> Callable[[], Iterator[Batch]]:
+        """A callable yielding ``(x, y, z, w)`` batches over all (bin, kept cell) pairs.
+
+        ``cells (F, K, 2)`` stimulus px, ``weights (F, K)``, ``keep (F, K)`` bool.
+        """
+        d = self.data
+        n_pairs = int(
+            (keep.sum(1) * torch.bincount(d.fixation[d.fit_bins], minlength=keep.shape[0])).sum()
+        )
+        w_all = weights.to(d.counts.dtype)
+
+        def make():
+            for x, b, z, pf, pk in self.pair_chunks(keep, cells):
+                yield x, b, z, w_all[pf, pk]
+
+        return self.cached(make, n_pairs, cache)
+
+    def sparse_pair_batches(self, bins, xy, w, cache: bool) -> Callable[[], Iterator[Batch]]:
+        """A callable yielding ``(x, y, z, w)`` batches over given (bin, position) pairs."""
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        dev = d.counts.device
+        batch = self.pair_batch_size()
+        w = w.to(device=dev, dtype=d.counts.dtype)
+
+        def make():
+            for s in range(0, bins.numel(), batch):
+                b = bins[s : s + batch].to(dev)
+                z = xy[s : s + batch].to(dev)
+                top, left = z[:, 1] - p // 2, z[:, 0] - p // 2
+                x = gather_crops(d.frames, lagged_frame_index(d.frame, b, lags), top, left, p)
+                yield x, b, z.to(d.counts.dtype), w[s : s + batch]
+
+        return self.cached(make, bins.numel(), cache)
+
+    def cached(self, make, n_pairs: int, cache: bool) -> Callable[[], Iterator[Batch]]:
+        """A callable over ``make()``'s ``(x, bins, z, w)``, yielding ``(x, counts, z, w)``.
+
+        With ``cache``, and when ``n_pairs`` fit in ``cache_mb``, the batches are made once
+        and kept. A kept pair holds its patch, its bin (counts are looked up, not copied:
+        they would take more room than the patch), its position and its weight.
+        """
+        d = self.data
+        p, lags = self.response.patch_size, self.response.n_lags
+        per_pair = d.counts.element_size() * (lags * p * p + 3) + 8
+        counts = d.counts
+        if cache and self.budget.fits_cache(n_pairs * per_pair):
+            kept = list(make())
+            return lambda: ((x, counts[b], z, w) for x, b, z, w in kept)
+        return lambda: ((x, counts[b], z, w) for x, b, z, w in make())

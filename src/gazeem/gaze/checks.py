@@ -1,0 +1,123 @@
+"""Checks of a session against the fit settings, and of the fitted tracker gain.
+
+Settings alone are checked by the estimator's constraints table; these need the data:
+a patch larger than the stimulus, more lags than frames, too few usable bins or
+fixations (an error, or a warning recorded in the fit), and after the fit a gain that
+no tracker has (a flipped or swapped axis, a wrong ppd).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+from gazeem.errors import GazeemError
+from gazeem.gaze.data import GazeData
+
+log = logging.getLogger("gazeem.fit")
+
+#: fewest bins in fixations, and fewest fixations, that a fit accepts, and below which it
+#: warns (the tracker's affine gain and offset are 6 parameters, 2 readings per fixation)
+MIN_FIT_BINS = 20
+MIN_FIT_FRACTION = 0.02
+WARN_FIT_FRACTION = 0.25
+MIN_FIXATIONS = 2
+MIN_FIXATIONS_FOR_GAIN = 4
+WARN_FIXATIONS_FOR_GAIN = 12
+#: singular values of the fitted gain outside this range mean a wrong ppd
+GAIN_SCALE_RANGE = (0.5, 2.0)
+
+
+class TrackerGainWarning(UserWarning):
+    """The fitted tracker gain points to a flipped or swapped axis, or a wrong ppd."""
+
+
+def check_data(
+    data: GazeData, where: str, *, patch_size: int, n_lags: int, learn_gain: bool
+) -> tuple[str, ...]:
+    """Data-dependent checks: settings that the session cannot support.
+
+    Raises :class:`GazeemError` naming ``where`` and the field; returns the warnings
+    (also logged) for the fit result's ``data_warnings``.
+    """
+    rows, cols = data.geometry.shape
+    if patch_size > min(rows, cols):
+        raise GazeemError(
+            f"{where}: field 'patch_size': {patch_size} px is larger than the "
+            f"{cols}x{rows} px stimulus; a receptive field must fit inside it."
+        )
+    n_frames = data.frames.shape[0]
+    if n_lags > n_frames:
+        raise GazeemError(
+            f"{where}: field 'n_lags': {n_lags} lags need at least as many stimulus "
+            f"frames; the session has {n_frames}."
+        )
+    n_fit, n_bins = int(data.fit_bins.numel()), int(data.fixation.numel())
+    if n_fit < MIN_FIT_BINS or n_fit < MIN_FIT_FRACTION * n_bins:
+        raise GazeemError(
+            f"{where}: field 'fixation': only {n_fit} of {n_bins} bins lie in fixations with a "
+            f"valid eye trace (at least {MIN_FIT_BINS} and {MIN_FIT_FRACTION:.0%} are needed); "
+            "check eye_valid, the blinks and ingest's min_valid_fraction."
+        )
+    need = MIN_FIXATIONS_FOR_GAIN if learn_gain else MIN_FIXATIONS
+    if data.n_fixations < need:
+        raise GazeemError(
+            f"{where}: field 'fixation': {data.n_fixations} fixations are too few to fit the "
+            f"tracker ({need} needed{' for its gain' if learn_gain else ''}); "
+            + ("set learn_gain: false, or " if learn_gain else "")
+            + "check the saccade detection (ingest's saccade_velocity_deg_s)."
+        )
+    notes = []
+    if n_fit < WARN_FIT_FRACTION * n_bins:
+        notes.append(
+            f"only {n_fit} of {n_bins} bins ({n_fit / n_bins:.0%}) are in fixations with a "
+            "valid eye trace; the fit uses those alone"
+        )
+    if learn_gain and data.n_fixations < WARN_FIXATIONS_FOR_GAIN:
+        notes.append(
+            f"{data.n_fixations} fixations determine the tracker's 6 affine parameters "
+            "poorly; consider learn_gain: false"
+        )
+    for note in notes:
+        log.warning("%s: %s", where, note)
+    return tuple(notes)
+
+
+def check_gain(gain: np.ndarray, where: str) -> str:
+    """The likely cause when the fitted gain cannot be a tracker's (``""`` when fine).
+
+    A negative diagonal entry or determinant means a flipped axis; off-diagonal entries
+    larger than the diagonal mean swapped axes; singular values outside
+    ``GAIN_SCALE_RANGE`` mean a wrong ppd. A warning is issued; ``gazeem fit`` stops.
+    """
+    a = np.asarray(gain, dtype=np.float64)
+    sv = np.linalg.svd(a, compute_uv=False)
+    lo, hi = GAIN_SCALE_RANGE
+    if abs(a[0, 1]) > abs(a[0, 0]) and abs(a[1, 0]) > abs(a[1, 1]):
+        cause = (
+            "the x and y axes look swapped in the source (the eye trace's columns are y, x); "
+            "write them as x, y"
+        )
+    elif a[0, 0] < 0 or a[1, 1] < 0 or np.linalg.det(a) < 0:
+        axis = "y" if a[1, 1] < 0 else "x"
+        cause = (
+            f"the {axis} axis of the eye trace looks flipped relative to the stimulus "
+            "(y down in the source but read as y up, or the reverse); check the units and "
+            "the axis direction of the eye trace in the source"
+        )
+    elif sv.min() < lo or sv.max() > hi:
+        cause = (
+            f"the tracker's scale is {sv.min():.2f}–{sv.max():.2f} times the stimulus's, "
+            f"outside {lo}–{hi}: ppd in sessions.tsv (or screen_ppd) is probably wrong"
+        )
+    else:
+        return ""
+    msg = (
+        f"{where}: field 'gain': the fitted tracker gain [[{a[0, 0]:.2f}, {a[0, 1]:.2f}], "
+        f"[{a[1, 0]:.2f}, {a[1, 1]:.2f}]] is not a tracker's: {cause}. Fix the source or the "
+        "session table and fit again (learn_gain: false only hides the problem)."
+    )
+    warnings.warn(msg, TrackerGainWarning, stacklevel=4)
+    return msg

@@ -1,0 +1,141 @@
+"""``GazeFit``: what a fit learned, without the data it was learned from.
+
+:class:`~gazeem.gaze.estimator.GazeEM` builds one at the end of ``fit`` from the
+problem it solved; :func:`gazeem.gaze.result.fit_to_dataset` turns it (with the
+session's coordinates) into the fit-result dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from gazeem.coords import StimulusGeometry
+from gazeem.em.engine import EMState
+from gazeem.gaze.data import GazeData
+from gazeem.gaze.posterior import GazePosterior, to_bins
+from gazeem.models.observation import TrackerModel
+
+
+@dataclass
+class GazeFit:
+    """Parameters, posterior summaries and the EM trace of one fitted session.
+
+    Positions are stimulus pixels (x = column, y = row); per-bin arrays are ``(T, 2)``
+    with NaN outside fixations, per-fixation ones ``(F, ...)``.
+    """
+
+    latent: str
+    offset_mode: str
+    geometry: StimulusGeometry
+    sigma: float
+    gain: np.ndarray
+    offset: np.ndarray
+    rf: np.ndarray | None
+    bias: np.ndarray | None
+    rf_initial: np.ndarray | None
+    bias_initial: np.ndarray | None
+    gaze: dict[str, np.ndarray]
+    fixations: dict[str, np.ndarray]
+    fixation_of_bin: np.ndarray
+    eye_px: np.ndarray
+    examples: dict[str, np.ndarray]
+    state: EMState
+    loglik_raw: float
+    loglik_corrected: float
+    n_spikes: int
+    sigma_drift: float | None = None
+    sigma_sacc: float | None = None
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def bits_per_spike_gain(self) -> float:
+        """``(loglik_corrected − loglik_raw) / (n_spikes · ln 2)``."""
+        return (self.loglik_corrected - self.loglik_raw) / max(self.n_spikes, 1) / np.log(2)
+
+
+def rf_and_bias(response: torch.nn.Module) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The response model's ``rf`` and ``bias`` as float64 arrays (``None`` if it has none)."""
+    rf = getattr(response, "rf", None)
+    bias = getattr(response, "bias", None)
+    return (
+        None if rf is None else rf.detach().cpu().double().numpy().copy(),
+        None if bias is None else bias.detach().cpu().double().numpy().copy(),
+    )
+
+
+def example_posteriors(
+    post: GazePosterior, data: GazeData, tracker: TrackerModel, n_examples: int = 6
+) -> dict[str, np.ndarray]:
+    """The posterior over the window cells of a few fixations, evenly spaced in the session.
+
+    ``pick (E,)`` fixation indices, ``q (E, side, side)``, ``cells (E, K, 2)`` stimulus px,
+    ``reading`` and ``expected`` ``(E, 2)`` stimulus px; empty when every fixation is a
+    calibration fixation.
+    """
+    regular = np.flatnonzero(~data.is_calibration.numpy())
+    if regular.size == 0:
+        return {}
+    pick = regular[
+        np.linspace(0, regular.size - 1, min(n_examples, regular.size)).round().astype(int)
+    ]
+    side = post.windows.side
+    center = data.geometry.center_px
+    return {
+        "pick": pick,
+        "fix_id": data.fix_ids[pick].astype(np.int64),
+        "q": post.log_q.exp().cpu().numpy()[pick].reshape(-1, side, side),
+        "cells": post.windows.cells.cpu().numpy()[pick].astype(np.float64),
+        "reading": data.fix_reading.numpy()[pick] + center,
+        "expected": tracker.invert(data.fix_reading[pick]).numpy() + center,
+    }
+
+
+def build_fit(
+    *,
+    latent: str,
+    offset_mode: str,
+    data: GazeData,
+    post: GazePosterior,
+    tracker: TrackerModel,
+    response: torch.nn.Module,
+    initial: tuple[np.ndarray | None, np.ndarray | None],
+    state: EMState,
+    loglik_raw: float,
+    viterbi: np.ndarray | None = None,
+    sigma_drift: float | None = None,
+    sigma_sacc: float | None = None,
+) -> GazeFit:
+    """Everything the fit result needs, read off the solved problem once."""
+    gaze = post.per_bin(data, tracker)
+    if viterbi is not None:
+        gaze["viterbi"] = to_bins(data, viterbi)
+    fixations = post.per_fixation(data, tracker)
+    fixations["id"] = data.fix_ids
+    fixations["calibration"] = data.is_calibration.numpy()
+    rf, bias = rf_and_bias(response)
+    return GazeFit(
+        latent=latent,
+        offset_mode=offset_mode,
+        geometry=data.geometry,
+        sigma=tracker.sigma,
+        gain=tracker.gain.numpy().copy(),
+        offset=tracker.offset.numpy().copy(),
+        rf=rf,
+        bias=bias,
+        rf_initial=initial[0],
+        bias_initial=initial[1],
+        gaze=gaze,
+        fixations=fixations,
+        fixation_of_bin=data.fixation.cpu().numpy(),
+        eye_px=data.eye_px,
+        examples=example_posteriors(post, data, tracker),
+        state=state,
+        loglik_raw=loglik_raw,
+        loglik_corrected=post.expected_response_loglik,
+        n_spikes=int(data.counts[data.fit_bins].sum()),
+        sigma_drift=sigma_drift,
+        sigma_sacc=sigma_sacc,
+    )

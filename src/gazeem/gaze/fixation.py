@@ -1,0 +1,272 @@
+"""``latent: fixation``: one gaze cell per fixation, as seen by :func:`gazeem.em.run_em`.
+
+The E-step scores every cell of each fixation's window with the response model (one
+batched convolution per chunk of bins), the tracker and the cell prior, and normalises
+in log space. The M-step refits the response on the posterior-weighted (bin, cell)
+pairs, then the tracker and a learnable prior in closed form. The per-bin latent
+(:mod:`gazeem.gaze.drift`) uses this problem's helpers by composition.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from gazeem.em.engine import EStep
+from gazeem.em.estep import normalize_log, prune_support, sample_support
+from gazeem.em.mstep import maximize_weighted
+from gazeem.gaze.batches import Batches
+from gazeem.gaze.data import GazeData, GazeGrid
+from gazeem.gaze.posterior import GazePosterior
+from gazeem.gaze.settings import ProblemSettings
+from gazeem.gaze.windows import Windows, make_windows, window_half_width
+from gazeem.models.observation import TrackerModel, TrackerStats
+from gazeem.models.prior import GridPrior
+from gazeem.models.response import ResponseModel
+
+log = logging.getLogger("gazeem.fit")
+
+
+@dataclass(frozen=True)
+class FixationPosterior(GazePosterior):
+    """The per-fixation E-step's result.
+
+    ``log_marginal (F,)`` is each fixation's log evidence, ``resp_ll (F, K)`` float64 the
+    response log-likelihood of each window cell; ``draws (F, K)`` Monte-Carlo sample
+    counts (``None`` in exact and fast modes).
+    """
+
+    log_marginal: torch.Tensor = None
+    resp_ll: torch.Tensor = None
+    draws: torch.Tensor | None = None
+
+    @property
+    def expected_response_loglik(self) -> float:
+        q = self.log_q.exp()
+        return float((q * self.resp_ll.nan_to_num(neginf=0.0)).sum())
+
+
+class FixationProblem:
+    """The per-fixation gaze model: data, grid, the three models and the settings."""
+
+    def __init__(
+        self,
+        data: GazeData,
+        grid: GazeGrid,
+        tracker: TrackerModel,
+        cell_prior: GridPrior,
+        response: torch.nn.Module,
+        gen: torch.Generator | None,
+        settings: ProblemSettings,
+    ) -> None:
+        self.data = data
+        self.grid = grid
+        self.tracker = tracker
+        self.cell_prior = cell_prior
+        self.response = response
+        self.gen = gen
+        self.settings = settings
+        self.batches = Batches(data, response, settings.memory)
+        # Monte-Carlo and fast E-steps may lower the objective
+        self.exact = settings.estep.mode == "exact"
+        self.n_observations = int(data.fit_bins.numel())
+        self._drawn_keys: torch.Tensor | None = None
+        self.center_px = torch.as_tensor(data.geometry.center_px, dtype=torch.float64)
+
+    # E-step ------------------------------------------------------------------------------
+    def e_step(self) -> EStep:
+        mode = self.settings.estep.mode
+        win = self.windows(self._drawn_keys)
+        pos = self.tracker_positions(win)
+        dev = self.data.counts.device
+        log_other = (
+            self.tracker.log_prob(self.data.fix_reading, pos)
+            + self.cell_prior.log_prob(win.cell_index.cpu())
+        ).to(dev)
+        if mode == "fast":
+            resp_ll = self.window_loglik_fast(win, log_other)
+        else:
+            resp_ll = self.window_loglik(win)
+        log_joint = resp_ll + log_other
+        log_joint = log_joint.masked_fill(~win.support, -torch.inf)
+        log_q, log_marg = normalize_log(log_joint)
+        draws = None
+        if mode == "mc":
+            n = int(self.settings.estep.num_samples)
+            draws = sample_support(log_q.cpu(), n, self.gen).to(log_q.device)
+            keys = (
+                torch.arange(win.cell_index.shape[0], device=log_q.device)[:, None]
+                * self.grid.n_cells
+            )
+            self._drawn_keys = (keys + win.cell_index)[draws > 0]
+        post = FixationPosterior(win, log_q, log_marg, resp_ll, draws)
+        return EStep(post, float(log_marg.sum()))
+
+    def windows(self, drawn_keys: torch.Tensor | None = None) -> Windows:
+        """Each fixation's window for the current tracker (half-width from its σ)."""
+        w = self.settings.window
+        h = window_half_width(self.tracker.sigma, w.k, w.h_min, w.h_max, self.grid)
+        return make_windows(self.data, self.tracker, self.grid, h, drawn_keys)
+
+    def window_ll(self):
+        """``(crops, counts, positions) -> (T, K)`` response log-likelihood over windows."""
+        return getattr(self.response, "window_log_likelihood", None) or (
+            lambda c, y, z: ResponseModel.window_log_likelihood(self.response, c, y, z)
+        )
+
+    def window_loglik(self, win: Windows) -> torch.Tensor:
+        """``(F, K)`` float64 response log-likelihood summed over each fixation's bins."""
+        d = self.data
+        k = win.side**2
+        chunk = self.batches.chunk_bins(self.batches.window_bin_bytes(win))
+        acc = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
+        window_ll = self.window_ll()
+        with torch.no_grad():
+            for bins, f, crops in self.batches.window_crops(win, chunk):
+                positions = win.cells[f].to(d.counts.dtype)
+                ll = window_ll(crops, d.counts[bins], positions)
+                acc.index_add_(0, f, ll.reshape(bins.numel(), k).to(torch.float64))
+        return acc
+
+    def window_loglik_fast(self, win: Windows, log_other: torch.Tensor) -> torch.Tensor:
+        """``(F, K)``: approximate scores rank the cells, the best ``fast_top_k`` are exact.
+
+        Cells outside the rescored set get ``-inf`` (no posterior mass).
+        """
+        d = self.data
+        resp = self.response
+        p, lags = resp.patch_size, resp.n_lags
+        side = win.side
+        r = side - 1 + p
+        k = side * side
+        item = d.counts.element_size()
+        # grouped convolutions only run fast on large batches: at least 1024 bins a chunk
+        frame_bytes = lags * d.frames.bytes_per_frame_read()
+        chunk = max(
+            1024,
+            self.batches.chunk_bins(item * (lags * r * r + 2 * k + lags * p * p) + frame_bytes),
+        )
+        approx = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
+        rf = resp.rf.detach()
+        with torch.no_grad():
+            for bins, f, crops in self.batches.window_crops(win, chunk):
+                t = bins.numel()
+                # Σ_n y_tn (k_n · x) = (Σ_n y_tn k_n) · x: one kernel per bin
+                kern = (d.counts[bins] @ rf.flatten(1)).reshape(t, lags, p, p)
+                lin = F.conv2d(crops.reshape(1, t * lags, r, r), kern, groups=t)
+                approx.index_add_(0, f, lin.reshape(t, k).to(torch.float64))
+        score = (approx + log_other).masked_fill(~win.support, -torch.inf)
+        top = score.topk(min(int(self.settings.estep.fast_top_k), k), dim=1).indices
+        keep = torch.zeros_like(win.support)
+        keep.scatter_(1, top, True)
+        keep &= win.support
+        exact = torch.full(keep.shape, -torch.inf, dtype=torch.float64, device=keep.device)
+        exact[keep] = 0.0
+        with torch.no_grad():
+            for x, b, z, pf, pk in self.batches.pair_chunks(keep, win.cells):
+                ll = resp.log_likelihood(x, self.data.counts[b], z).to(torch.float64)
+                exact.index_put_((pf, pk), ll, accumulate=True)
+        return exact
+
+    def tracker_positions(self, win: Windows) -> torch.Tensor:
+        """``(F, K, 2)`` centred-pixel positions for the tracker term (targets at calibration)."""
+        return self.data.pin_calibration(win.cells.cpu().to(torch.float64) - self.center_px)
+
+    # M-step ------------------------------------------------------------------------------
+    def m_step(self, estep: EStep) -> None:
+        post: FixationPosterior = estep.posterior
+        win = post.windows
+        if post.draws is not None:
+            weights = post.draws.to(torch.float64) / float(self.settings.estep.num_samples)
+            keep = post.draws > 0
+        else:
+            weights = post.log_q.exp()
+            keep = prune_support(post.log_q, self.settings.mstep.prune_mass)
+        self.fit_response(win.cells, weights, keep)
+        w_cpu = weights.cpu()
+        self.tracker.m_step(
+            TrackerStats.from_weighted(self.data.fix_reading, self.tracker_positions(win), w_cpu)
+        )
+        if self.cell_prior.learnable:
+            self.cell_prior.m_step(win.cell_index.cpu(), w_cpu)
+
+    def log_penalty(self) -> float:
+        with torch.no_grad():
+            return float(self.response.log_penalty()) + self.cell_prior.log_penalty()
+
+    def fit_response_on_positions(self, cells: torch.Tensor) -> None:
+        """Fit the response model with q a point mass at ``cells (F, 2)`` (stimulus px)."""
+        cells = cells.to(self.data.counts.device)[:, None, :]
+        ones = torch.ones(cells.shape[:2], dtype=torch.float64, device=cells.device)
+        self.fit_response(cells, ones, ones > 0)
+
+    def conditional_loglik(self, cells: torch.Tensor) -> float:
+        """``Σ_t log p(y_t | z = cells[f(t)])`` in nats under the current response model."""
+        cells = cells.to(self.data.counts.device)[:, None, :]
+        ones = torch.ones(cells.shape[:2], dtype=torch.float64, device=cells.device)
+        total = 0.0
+        with torch.no_grad():
+            for x, y, z, w in self.batches.pair_batches(cells, ones, ones > 0, cache=False)():
+                total += float((w * self.response.log_likelihood(x, y, z)).sum())
+        return total
+
+    def fit_response(self, cells: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor) -> None:
+        """Refit the response on pairs ``cells (F, K, 2)`` weighted by ``weights (F, K)``."""
+        cap = int(self.settings.mstep.max_cells)
+        pairs = self.batches.pair_batches
+        if int(keep.sum(1).max()) <= cap:
+            self.maximize(pairs(cells, weights, keep, cache=True))
+            return
+        # broad posteriors: optimise on the most probable cells, then check exactly
+        w_kept = torch.where(keep, weights, torch.zeros_like(weights))
+        top = w_kept.topk(cap, dim=1)
+        small = torch.zeros_like(keep).scatter_(1, top.indices, True) & keep
+        w_small = torch.where(small, weights, torch.zeros_like(weights))
+        w_small = w_small * (
+            w_kept.sum(1, keepdim=True) / w_small.sum(1, keepdim=True).clamp_min(1e-300)
+        )
+        full = pairs(cells, weights, keep, cache=False)
+        before = [p.detach().clone() for p in self.response.parameters()]
+        q_before = self.expected_objective(full)
+        self.maximize(pairs(cells, w_small, small, cache=True))
+        after = [p.detach().clone() for p in self.response.parameters()]
+        step = 1.0
+        while True:
+            q_after = self.expected_objective(full)
+            if q_after >= q_before or step < 1 / 64:
+                break
+            step /= 2
+            with torch.no_grad():
+                for p, a, b in zip(self.response.parameters(), before, after, strict=True):
+                    p.copy_(a + step * (b - a))
+        if q_after < q_before:  # no improving step found: keep the old parameters
+            with torch.no_grad():
+                for p, a in zip(self.response.parameters(), before, strict=True):
+                    p.copy_(a)
+        log.debug(
+            "capped M-step: Q %.6g -> %.6g (step %.3g)", q_before, max(q_after, q_before), step
+        )
+
+    def maximize(self, batches) -> None:
+        m = self.settings.mstep
+        info = maximize_weighted(
+            self.response,
+            batches,
+            method=m.method,
+            max_iter=m.max_iter,
+            adam_steps=m.adam_steps,
+            adam_lr=m.adam_lr,
+        )
+        log.debug("response M-step: %s", info)
+
+    def expected_objective(self, batches) -> float:
+        """``Σ_pairs w · log p(y | x, z) + log_penalty`` at the current parameters (nats)."""
+        total = 0.0
+        with torch.no_grad():
+            for x, y, z, w in batches():
+                total += float((w * self.response.log_likelihood(x, y, z)).sum())
+            total += float(self.response.log_penalty())
+        return total

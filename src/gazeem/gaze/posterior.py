@@ -1,0 +1,77 @@
+"""What an E-step of the gaze model returns: one interface for both latents.
+
+:class:`GazePosterior` is the per-fixation posterior over window cells that both latents
+offer (for ``latent: bin``, the marginal of each fixation's middle bin), with its
+summaries per fixation and per bin and the expected response log-likelihood, so that
+code downstream (:mod:`gazeem.gaze.fit`) never asks which latent it has. The latents'
+own posteriors extend it: :class:`gazeem.gaze.fixation.FixationPosterior` and
+:class:`gazeem.gaze.drift.DriftPosterior`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gazeem.gaze.data import GazeData
+from gazeem.gaze.windows import Windows
+from gazeem.models.observation import TrackerModel
+
+
+@dataclass(frozen=True)
+class GazePosterior:
+    """``log_q (F, K)`` float64 over each fixation's window cells."""
+
+    windows: Windows
+    log_q: torch.Tensor
+
+    def per_fixation(self, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
+        """Posterior ``mean``, ``sd``, ``map`` ``(F, 2)`` stimulus pixels, ``entropy``
+        (nats) and ``window_mass`` (tracker-likelihood mass inside the window) per fixation."""
+        q = self.log_q.exp().cpu()
+        pos = data.pin_calibration(self.windows.cells.cpu().to(torch.float64), centered=False)
+        mean = torch.einsum("fk,fki->fi", q, pos)
+        var = torch.einsum("fk,fki->fi", q, pos**2) - mean**2
+        amax = q.argmax(dim=1)
+        map_ = pos[torch.arange(pos.shape[0]), amax]
+        entropy = -(q * self.log_q.cpu().clamp_min(-1e300)).nan_to_num().sum(1)
+        center = torch.as_tensor(data.geometry.center_px, dtype=torch.float64)
+        cells_c = self.windows.cells.cpu().to(torch.float64) - center
+        tr = tracker.log_prob(data.fix_reading, cells_c).exp().sum(1) * abs(
+            float(torch.linalg.det(tracker.gain))
+        )
+        return {
+            "mean": mean.numpy(),
+            "sd": var.clamp_min(0).sqrt().numpy(),
+            "map": map_.numpy(),
+            "entropy": entropy.numpy(),
+            "window_mass": tr.numpy(),
+        }
+
+    def per_bin(self, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
+        """Per-bin ``mean``, ``sd``, ``map`` ``(T, 2)`` stimulus pixels, NaN outside fixations.
+
+        Here a bin carries its fixation's posterior; a per-bin latent overrides this.
+        """
+        s = self.per_fixation(data, tracker)
+        fix = data.fixation.cpu().numpy()
+        out = {}
+        for key in ("mean", "sd", "map"):
+            arr = np.full((fix.size, 2), np.nan)
+            arr[fix >= 0] = s[key][fix[fix >= 0]]
+            out[key] = arr
+        return out
+
+    @property
+    def expected_response_loglik(self) -> float:
+        """``E_q[log p(y | z)]`` summed over fitted bins, nats."""
+        raise NotImplementedError
+
+
+def to_bins(data: GazeData, per_fit_bin: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` values over ``data.fit_bins`` → ``(T, 2)``, NaN elsewhere."""
+    arr = np.full((data.fixation.numel(), 2), np.nan)
+    arr[data.fit_bins.cpu().numpy()] = per_fit_bin
+    return arr
