@@ -14,6 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from gazeem import __version__
+from gazeem.coords import StimulusGeometry
 from gazeem.errors import GazeemError
 from gazeem.io.dataset import write_netcdf_atomic
 from gazeem.io.files import atomic_output, open_netcdf
@@ -44,6 +45,9 @@ def summarize_fit(path) -> tuple[dict, pd.DataFrame]:
     """One session's row and its per-unit rows."""
     with open_netcdf(path, "fit result", ("sigma", "offset", "gain", "loglik")) as ds:
         ppd = float(ds.attrs["ppd"])
+        geom = StimulusGeometry(
+            ppd, (ds.attrs["stim_center_x_deg"], ds.attrs["stim_center_y_deg"]), (0, 0)
+        )
         session = str(ds.attrs.get("session") or Path(path).stem)
         off = ds["offset"].values
         gain = ds["gain"].values
@@ -77,8 +81,9 @@ def summarize_fit(path) -> tuple[dict, pd.DataFrame]:
         if "rf" in ds:
             for tag, var in (("", "rf"), ("initial_", "rf_initial")):
                 c, s = rf_centre_and_size(ds[var].values.astype(np.float64))
-                units[f"{tag}rf_x_deg"] = c[:, 0] / ppd
-                units[f"{tag}rf_y_deg"] = -c[:, 1] / ppd
+                c_deg = geom.px_vector_to_deg(c)  # y up
+                units[f"{tag}rf_x_deg"] = c_deg[:, 0]
+                units[f"{tag}rf_y_deg"] = c_deg[:, 1]
                 units[f"{tag}rf_size_deg"] = s / ppd
                 units[f"{tag}rf_peak"] = np.abs(ds[var].values).reshape(len(units), -1).max(1)
             row["rf_size_median_deg"] = float(np.nanmedian(units["rf_size_deg"]))

@@ -66,6 +66,12 @@ class StimulusGeometry:
         d[..., 1] *= -1.0
         return d
 
+    @property
+    def half_extent_deg(self) -> np.ndarray:
+        """Half the stimulus's width and height ``(x, y)``, degrees."""
+        rows, cols = self.shape
+        return np.array([cols, rows]) / (2 * self.ppd)
+
     def px_to_centered(self, xy_px: np.ndarray) -> np.ndarray:
         return np.asarray(xy_px, dtype=np.float64) - self.center_px
 

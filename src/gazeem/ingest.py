@@ -207,7 +207,7 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
     geom = StimulusGeometry(
         meta.ppd, (meta.stim_center_x_deg, meta.stim_center_y_deg), (rows, cols)
     )
-    half = np.array([cols, rows]) / (2 * meta.ppd)
+    half = geom.half_extent_deg
     off = np.abs(eye[valid] - np.array(geom.center_deg)) - half
     outside = np.mean(np.any(off > settings.gaze_margin_deg, axis=1))
     if outside > settings.max_outside_fraction:

@@ -257,6 +257,11 @@ class GazeEM:
         if self.latent == "bin" or self.prior == "hmm":
             if self.estep != "exact":
                 raise GazeemError("latent='bin' needs estep='exact'.")
+            if self.prior == "counts":
+                raise GazeemError(
+                    "latent='bin' takes prior 'uniform' or 'weights' (its reset distribution); "
+                    "learned 'counts' are not refitted along the chain."
+                )
             if math.isinf(self.sigma_sacc_init) and self.learn_sigma_sacc:
                 raise GazeemError(
                     "sigma_sacc_init=inf (independent fixations) needs learn_sigma_sacc=False."

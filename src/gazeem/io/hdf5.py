@@ -144,7 +144,10 @@ def read_hdf5(path, meta) -> RawSession:
                 path, "eye/xy@units", "missing: say degrees, pixels, meters or radians."
             )
         unit = unit.decode() if isinstance(unit, bytes) else str(unit)
-        eye_xy = eye_to_degrees(xy, unit, meta, path, "eye/xy@units")
+        frame = f["eye/xy"].attrs.get("reference_frame")
+        frame = frame.decode() if isinstance(frame, bytes) else frame
+        stated = ("eye/xy@reference_frame", str(frame)) if frame is not None else None
+        eye_xy = eye_to_degrees(xy, unit, meta, path, "eye/xy@units", stated=stated)
         valid = np.isfinite(eye_xy).all(axis=1)
         if "eye/valid" in f:
             v = np.asarray(_read(f, path, "eye/valid", "iufb")).astype(bool)

@@ -172,7 +172,10 @@ def _read(nwb, io, path, meta, EyeTracking, ImageSeries) -> RawSession:
                 else f"is {v}; it must be a finite number.",
             )
     data = data * conversion + offset
-    eye_xy = eye_to_degrees(data, eye.unit, meta, path, f"{ename}.unit")
+    frame = getattr(eye, "reference_frame", None)
+    eye_xy = eye_to_degrees(
+        data, eye.unit, meta, path, f"{ename}.unit", stated=(f"{ename}.reference_frame", frame)
+    )
     eye_t = _timestamps(eye, data.shape[0], path, ename)
 
     if nwb.units is None or len(nwb.units) == 0:

@@ -7,6 +7,7 @@ the source file's clock; the eye trace is already in screen degrees (x right, y 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -173,24 +174,56 @@ EYE_UNITS = {
 }
 
 
-def eye_to_degrees(xy: np.ndarray, unit: str, meta, path, fld: str) -> np.ndarray:
+def stated_y_direction(text: str | None) -> str | None:
+    """``"up"`` or ``"down"`` when a free-text frame (NWB ``reference_frame``) states it."""
+    m = re.search(
+        r"\by[\s_-]*(?:axis)?[\s:=-]*(?:points?\s+|pointing\s+|is\s+)?(up|down)(?:ward)?s?\b",
+        text or "",
+        re.I,
+    )
+    return m.group(1).lower() if m else None
+
+
+def eye_to_degrees(
+    xy: np.ndarray, unit: str, meta, path, fld: str, stated: tuple[str, str] | None = None
+) -> np.ndarray:
     """Convert an eye trace ``(S, 2)`` in the source unit to screen degrees (x right, y up).
 
-    Pixels are *screen* pixels from the top-left corner (``screen_ppd``,
-    ``screen_width_px``, ``screen_height_px`` in the session table); meters are
-    positions on the screen from its centre (``viewing_distance_m``).
+    Pixels are *screen* pixels from the corner or centre named by ``eye_origin``
+    (``screen_ppd``, ``screen_width_px``, ``screen_height_px`` in the session table);
+    meters are positions on the screen from its centre (``viewing_distance_m``). The y
+    direction is ``eye_y_direction`` in the table, by default down for pixels and up
+    otherwise. ``stated = (field, text)`` is what the file says of its frame (NWB
+    ``reference_frame``): a y direction there that contradicts the table, or that the
+    table leaves to a default it contradicts, stops with an error naming both.
     """
     kind = EYE_UNITS.get(str(unit).strip().lower())
     if kind is None:
         raise IngestError(
             path, fld, f"unit {unit!r} is not one of degrees, radians, pixels or meters."
         )
+    given = getattr(meta, "eye_y_direction", None)
+    origin = getattr(meta, "eye_origin", None) or "top-left"
+    # screen pixels from the top-left corner count y down (EyeLink, most toolkits)
+    y_dir = given or ("down" if kind == "px" and origin == "top-left" else "up")
+    if stated is not None and (says := stated_y_direction(stated[1])) and says != y_dir:
+        told = (
+            f"sessions.tsv says eye_y_direction={given}"
+            if given
+            else f"sessions.tsv gives no eye_y_direction, and the default for {unit} is y {y_dir}"
+        )
+        raise IngestError(
+            path,
+            stated[0],
+            f"says y {says} ({stated[1]!r}), but {told}; set eye_y_direction to the direction "
+            "the tracker really uses.",
+        )
     xy = np.asarray(xy, dtype=np.float64)
     if kind == "deg":
-        return xy
-    if kind == "rad":
-        return np.degrees(xy)
-    if kind == "px":
+        out = xy.copy()
+    elif kind == "rad":
+        out = np.degrees(xy)
+    elif kind == "px":
         need = ("screen_ppd", "screen_width_px", "screen_height_px")
         if any(getattr(meta, k, None) is None for k in need):
             raise IngestError(
@@ -198,17 +231,24 @@ def eye_to_degrees(xy: np.ndarray, unit: str, meta, path, fld: str) -> np.ndarra
                 fld,
                 f"the eye trace is in pixels; give {', '.join(need)} in sessions.tsv to convert it.",
             )
+        x0, y0 = (0.0, 0.0) if origin == "center" else (meta.screen_width_px / 2, 0.0)
+        if origin != "center":
+            # from a top corner, y down reaches the centre at +H/2; from a bottom one, y up does
+            y0 = meta.screen_height_px / 2
         out = np.empty_like(xy)
-        out[:, 0] = (xy[:, 0] - meta.screen_width_px / 2) / meta.screen_ppd
-        out[:, 1] = -(xy[:, 1] - meta.screen_height_px / 2) / meta.screen_ppd
-        return out
-    d = getattr(meta, "viewing_distance_m", None)
-    if d is None:
-        raise IngestError(
-            path,
-            fld,
-            "the eye trace is in meters (some tools write this by default) and no conversion is "
-            "given: set viewing_distance_m in sessions.tsv (meters on the screen from its centre), "
-            "or write the trace in degrees.",
-        )
-    return np.degrees(np.arctan2(xy, float(d)))
+        out[:, 0] = (xy[:, 0] - x0) / meta.screen_ppd
+        out[:, 1] = (xy[:, 1] - y0) / meta.screen_ppd
+    else:
+        d = getattr(meta, "viewing_distance_m", None)
+        if d is None:
+            raise IngestError(
+                path,
+                fld,
+                "the eye trace is in meters (some tools write this by default) and no conversion "
+                "is given: set viewing_distance_m in sessions.tsv (meters on the screen from its "
+                "centre), or write the trace in degrees.",
+            )
+        out = np.degrees(np.arctan2(xy, float(d)))
+    if y_dir == "down":
+        out[:, 1] = -out[:, 1]
+    return out

@@ -35,6 +35,8 @@ class SessionMeta:
     screen_width_px: int | None = None
     screen_height_px: int | None = None
     viewing_distance_m: float | None = None
+    eye_y_direction: str | None = None
+    eye_origin: str | None = None
 
 
 def sessions_schema_path() -> Path:
