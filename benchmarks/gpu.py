@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import torch
 
-from benchmarks import estep
+from benchmarks import estep, mixtures
 from benchmarks.common import md_table
 
 
@@ -63,44 +63,7 @@ def fit_side_by_side(minutes: float = 10.0, max_iter: int = 5) -> dict:
 
 def gmm_side_by_side(n: int = 1_000_000, k: int = 16, dims=(2, 32), n_iter: int = 20) -> list:
     """gazeem's GaussianMixture on CUDA against scikit-learn on the CPU."""
-    from sklearn.mixture import GaussianMixture as SkGMM
-
-    from gazeem.mixtures import GaussianMixture
-
-    rows = []
-    rng = np.random.default_rng(0)
-    for d in dims:
-        centres = rng.normal(0, 4, size=(k, d))
-        X = centres[rng.integers(k, size=n)] + rng.normal(size=(n, d))
-        init = dict(
-            weights_init=np.full(k, 1 / k),
-            means_init=X[rng.choice(n, k, replace=False)],
-            precisions_init=np.repeat(np.eye(d)[None], k, axis=0),
-        )
-        kw = dict(covariance_type="full", tol=0, max_iter=n_iter, **init)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t = time.perf_counter()
-            sk = SkGMM(k, **kw).fit(X)
-            t_sk = time.perf_counter() - t
-            GaussianMixture(k, device="cuda", **{**kw, "max_iter": 1}).fit(X)  # warm-up
-            t = time.perf_counter()
-            gz = GaussianMixture(k, device="cuda", **kw).fit(X)
-            torch.cuda.synchronize()
-            t_gz = time.perf_counter() - t
-        rows.append(
-            {
-                "d": d,
-                "N": n,
-                "K": k,
-                "iterations": n_iter,
-                "scikit-learn CPU (s)": t_sk,
-                "gazeem CUDA (s)": t_gz,
-                "sklearn / gazeem": t_sk / t_gz,
-                "rel. log-lik difference": abs(gz.lower_bound_ - sk.score(X)) / abs(sk.score(X)),
-            }
-        )
-    return rows
+    return mixtures.run(n=n, k=k, dims=dims, n_iter=n_iter, device="cuda")
 
 
 def run(save=None) -> dict:
@@ -128,7 +91,7 @@ def markdown(r: dict) -> str:
         {"E-step (reference workload)": "CUDA", "time (s)": r["estep_cuda"]["exact_s"]},
         {"E-step (reference workload)": "CPU", "time (s)": r["estep_cpu"]["exact_s"]},
     ]
-    return "\n\n".join([md_table(rows), md_table([r["fit"]]), md_table(r["gmm"])])
+    return "\n\n".join([md_table(rows), md_table([r["fit"]]), mixtures.markdown(r["gmm"])])
 
 
 if __name__ == "__main__":

@@ -158,10 +158,9 @@ def test_no_drift_and_independent_fixations_is_the_per_fixation_model():
     import warnings
 
     from gazeem.gaze.estimator import GazeEM
-    from gazeem.simulate import simulate_session
-    from tests.conftest import SMALL
+    from tests.conftest import make_session
 
-    ds = simulate_session(seed=5, **{**SMALL, "n_bins": 800})
+    ds = make_session("small", seed=5, n_bins=800)
     kw = dict(HMM_FIT, max_iter=2, tol=0, dtype="float64", mstep_max_cells=10_000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -184,10 +183,9 @@ def test_no_drift_and_independent_fixations_is_the_per_fixation_model():
 
 def test_exact_hmm_em_never_lowers_the_objective():
     from gazeem.gaze.estimator import GazeEM
-    from gazeem.simulate import simulate_session
-    from tests.conftest import SMALL
+    from tests.conftest import make_session
 
-    ds = simulate_session(seed=6, **{**SMALL, "n_bins": 1000, "drift_px_per_bin": 0.3})
+    ds = make_session("small", seed=6, n_bins=1000, drift_px_per_bin=0.3)
     est = GazeEM(
         **HMM_FIT, max_iter=8, tol=0, dtype="float64", latent="bin", mstep_max_cells=10_000
     )

@@ -11,8 +11,7 @@ import xarray as xr
 from gazeem.gaze.estimator import GazeEM
 from gazeem.gaze.patches import FrameSource, gather_crops
 from gazeem.io.dataset import write_netcdf_atomic
-from gazeem.simulate import simulate_session
-from tests.conftest import SMALL
+from tests.conftest import make_session
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,7 @@ def test_lazy_and_in_memory_crops_agree(stack):
 
 
 def test_fit_from_lazily_read_frames_equals_in_memory_fit(tmp_path):
-    ds = simulate_session(seed=3, **SMALL)
+    ds = make_session("small", seed=3)
     path = tmp_path / "s.nc"
     write_netcdf_atomic(ds, path)
     fits = []

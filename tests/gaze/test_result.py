@@ -16,10 +16,9 @@ FIT = dict(patch_size=12, max_iter=3, window_k=3.0, device="cpu")
 
 @pytest.fixture(scope="module")
 def fitted():
-    from gazeem.simulate import simulate_session
-    from tests.conftest import SMALL
+    from tests.conftest import make_session
 
-    ds = simulate_session(seed=7, **SMALL)
+    ds = make_session("small", seed=7)
     import warnings
 
     with warnings.catch_warnings():
