@@ -22,6 +22,7 @@ from gazeem.gaze.patches import gather_crops, lagged_frame_index
 def reference_window_loglik(data, response, windows) -> torch.Tensor:
     """``(F, K)`` float64 response log-likelihood per fixation and window cell."""
     p, lags = response.patch_size, response.n_lags
+    ox, oy = data.geometry.rf_offset_px
     n_fix, k = windows.cells.shape[:2]
     out = torch.zeros((n_fix, k), dtype=torch.float64, device=data.counts.device)
     fix_of_bin = data.fixation[data.fit_bins]
@@ -38,8 +39,8 @@ def reference_window_loglik(data, response, windows) -> torch.Tensor:
             x = gather_crops(
                 data.frames,
                 lagged_frame_index(data.frame, pair_bins, lags),
-                pair_cells[:, 1] - p // 2,
-                pair_cells[:, 0] - p // 2,
+                pair_cells[:, 1] + oy - p // 2,
+                pair_cells[:, 0] + ox - p // 2,
                 p,
             )  # (n K, L, P, P)
             ll = response.log_likelihood(x, data.counts[pair_bins], pair_cells.to(x.dtype))

@@ -29,11 +29,25 @@ class StimulusGeometry:
         Screen position ``(x, y)`` of the stimulus centre, degrees.
     shape
         ``(rows, cols)`` of a stimulus frame, pixels.
+    rf_offset_deg
+        Centre of the units' receptive-field region relative to the gaze point, degrees
+        (x right, y up): the retinal patch of gaze ``z`` is cut at ``z`` plus this offset.
+        Fields 0.5–5° from the fovea are usual; 0 puts the patch on the gaze point.
     """
 
     ppd: float
     center_deg: tuple[float, float]
     shape: tuple[int, int]
+    rf_offset_deg: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def rf_offset_px(self) -> tuple[int, int]:
+        """The receptive-field region's offset in whole stimulus pixels ``(x, y down)``.
+
+        The sub-pixel rest is absorbed by the fields themselves.
+        """
+        ox, oy = self.rf_offset_deg
+        return round(ox * self.ppd), round(-oy * self.ppd)
 
     @property
     def center_px(self) -> np.ndarray:
@@ -85,4 +99,8 @@ class StimulusGeometry:
             ppd=float(ds.attrs["ppd"]),
             center_deg=(float(ds.attrs["stim_center_x_deg"]), float(ds.attrs["stim_center_y_deg"])),
             shape=(int(ds.sizes["row"]), int(ds.sizes["col"])),
+            rf_offset_deg=(
+                float(ds.attrs.get("rf_x_deg", 0.0)),
+                float(ds.attrs.get("rf_y_deg", 0.0)),
+            ),
         )

@@ -202,21 +202,26 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
         raise IngestError(path, "eye", "has no valid samples in the recording.")
     frames = frame_index(raw.frame_t, edges)
 
-    # a wrong ppd or placement shows as gaze far outside the stimulus
+    # a wrong ppd, placement or receptive-field region shows as the fields' region (gaze
+    # plus the region's offset) far outside the stimulus; the gaze itself may be anywhere
     rows, cols = raw.frames.shape[1:]
     geom = StimulusGeometry(
         meta.ppd, (meta.stim_center_x_deg, meta.stim_center_y_deg), (rows, cols)
     )
     half = geom.half_extent_deg
-    off = np.abs(eye[valid] - np.array(geom.center_deg)) - half
+    region = eye[valid] + np.array([meta.rf_x_deg, meta.rf_y_deg])
+    off = np.abs(region - np.array(geom.center_deg)) - half
     outside = np.mean(np.any(off > settings.gaze_margin_deg, axis=1))
     if outside > settings.max_outside_fraction:
         raise IngestError(
             path,
             "ppd",
-            f"{outside:.0%} of valid gaze samples lie more than {settings.gaze_margin_deg} deg outside the "
-            f"stimulus ({cols}x{rows} px at ppd={meta.ppd} is {2 * half[0]:.2f}x{2 * half[1]:.2f} deg, centred at "
-            f"({meta.stim_center_x_deg}, {meta.stim_center_y_deg}) deg); check ppd and the stimulus placement.",
+            f"{outside:.0%} of valid gaze samples lie more than {settings.gaze_margin_deg} deg "
+            "outside the stimulus once moved to their receptive-field region (gaze + "
+            f"({meta.rf_x_deg}, {meta.rf_y_deg}) deg) ({cols}x{rows} px at ppd={meta.ppd} is "
+            f"{2 * half[0]:.2f}x{2 * half[1]:.2f} deg, centred at ({meta.stim_center_x_deg}, "
+            f"{meta.stim_center_y_deg}) deg); check ppd, the stimulus placement and rf_x_deg, "
+            "rf_y_deg (where the fields are relative to the gaze).",
         )
     fixation = detect_fixations(
         eye,
@@ -373,6 +378,8 @@ def _small_dataset(
             "stim_center_x_deg": float(meta.stim_center_x_deg),
             "stim_center_y_deg": float(meta.stim_center_y_deg),
             "lag_bins": int(meta.lag_bins),
+            "rf_x_deg": float(meta.rf_x_deg),
+            "rf_y_deg": float(meta.rf_y_deg),
             "frame_offset": int(b["frame_range"][0]),
             "ingest_settings": repr(asdict(settings)),
         }

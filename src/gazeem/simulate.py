@@ -56,6 +56,9 @@ class SimulationConfig:
     tracker_jitter_px: float = 0.3  # per-sample tracker noise SD
     tracker_offset_px: tuple[float, float] = (4.0, -3.0)
     tracker_gain: tuple[tuple[float, float], tuple[float, float]] = ((1.03, 0.01), (-0.01, 0.97))
+    # the units' receptive-field region relative to the gaze point (x right, y down): the
+    # gaze wanders about the stimulus centre minus this, so the fields see the stimulus
+    rf_offset_px: tuple[float, float] = (0.0, 0.0)
     n_calibration: int = 0  # fixations on known targets (a 3x3 grid of points)
     calibration_spacing_px: int = 12
     seed: int = 0
@@ -190,6 +193,8 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     bias = np.log(rates) - cfg.rf_norm**2 / 2  # mean rate ≈ rates under unit-variance noise
 
     gaze_c, fixation, blink, calib_c = _gaze_sequence(cfg, rng)
+    rf_off = np.asarray(cfg.rf_offset_px, dtype=np.float64)
+    gaze_c, calib_c = gaze_c - rf_off, calib_c - rf_off
     gaze_px = geom.centered_to_px(gaze_c)
 
     # spikes: drive from the patch at the (rounded) true gaze
@@ -197,7 +202,7 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     frames = FrameSource(torch.from_numpy(stim), torch.device("cpu"), torch.float32)
     rf_t = torch.from_numpy(rfs).float()
     counts = np.zeros((cfg.n_bins, cfg.n_units), dtype=np.int32)
-    zi = np.rint(gaze_px).astype(np.int64)
+    zi = np.rint(gaze_px + rf_off).astype(np.int64)  # the patch: at gaze + offset
     frame_t = torch.from_numpy(frame.astype(np.int64))
     for start in range(0, cfg.n_bins, 2048):
         bins = torch.arange(start, min(start + 2048, cfg.n_bins))
@@ -283,6 +288,8 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
             "stim_center_x_deg": float(cfg.stim_center_deg[0]),
             "stim_center_y_deg": float(cfg.stim_center_deg[1]),
             "lag_bins": 0,
+            "rf_x_deg": float(rf_off[0] / cfg.ppd),
+            "rf_y_deg": float(-rf_off[1] / cfg.ppd),
             "source": "gazeem.simulate",
             "history": f"simulated by gazeem {__version__}",
             "gazeem_version": __version__,

@@ -40,7 +40,7 @@ def best_aligned_rf_correlation(rf, true_rf, max_shift=7):
 @pytest.fixture(scope="module")
 def relative_fit():
     ds = simulate_session(n_bins=6000, seed=1, **SESSION)
-    return ds, GazeEM(patch_size=20, device="cpu").fit(ds)
+    return ds, GazeEM(patch_size=20, offset="zero", device="cpu").fit(ds)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,9 @@
 """Stimulus crops and (bin, cell) pair batches under a memory budget, and the patch cache.
 
+The retinal patch of a gaze cell ``z`` is centred at ``z`` plus the session's
+receptive-field offset (:attr:`gazeem.coords.StimulusGeometry.rf_offset_px`); outside
+the stimulus it is the background, 0 contrast.
+
 The E-steps score whole windows from one crop per bin (:meth:`Batches.window_crops`);
 the M-steps fit the response on (bin, cell) pairs weighted by the posterior
 (:meth:`Batches.pair_batches`). Both run a chunk at a time, sized from the
@@ -27,6 +31,8 @@ class Batches:
         self.data = data
         self.response = response
         self.budget = budget
+        #: where the patch sits relative to the gaze cell, whole pixels (x, y down)
+        self.offset = data.geometry.rf_offset_px
 
     def chunk_bins(self, bytes_per_bin: int) -> int:
         return self.budget.items_per_chunk(bytes_per_bin)
@@ -56,7 +62,8 @@ class Batches:
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
         c = win.centers[f]
-        top, left = c[:, 1] - win.half - p // 2, c[:, 0] - win.half - p // 2
+        ox, oy = self.offset
+        top, left = c[:, 1] + oy - win.half - p // 2, c[:, 0] + ox - win.half - p // 2
         return gather_crops(
             d.frames, lagged_frame_index(d.frame, bins, lags), top, left, win.side - 1 + p
         )
@@ -116,11 +123,12 @@ class Batches:
             for s in range(0, bins_all.numel(), batch):
                 b, pf, pk = bins_all[s : s + batch], pf_all[s : s + batch], pk_all[s : s + batch]
                 z = cells[pf, pk]
+                ox, oy = self.offset
                 x = gather_crops(
                     d.frames,
                     lagged_frame_index(d.frame, b, lags),
-                    z[:, 1] - p // 2,
-                    z[:, 0] - p // 2,
+                    z[:, 1] + oy - p // 2,
+                    z[:, 0] + ox - p // 2,
                     p,
                 )
                 yield x, b, z.to(d.counts.dtype), pf, pk
@@ -154,7 +162,8 @@ class Batches:
             for s in range(0, bins.numel(), batch):
                 b = bins[s : s + batch].to(dev)
                 z = xy[s : s + batch].to(dev)
-                top, left = z[:, 1] - p // 2, z[:, 0] - p // 2
+                ox, oy = self.offset
+                top, left = z[:, 1] + oy - p // 2, z[:, 0] + ox - p // 2
                 x = gather_crops(d.frames, lagged_frame_index(d.frame, b, lags), top, left, p)
                 yield x, b, z.to(d.counts.dtype), w[s : s + batch]
 

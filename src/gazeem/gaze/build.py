@@ -32,17 +32,22 @@ def build_tracker(
     each reading implies under the starting tracker (stimulus px)."""
     rows, cols = data.geometry.shape
     m = int(grid_margin_px)
-    grid = GazeGrid(-m, cols - 1 + m, -m, rows - 1 + m)
+    # gaze cells whose receptive-field region lies on the stimulus (± the margin); the
+    # gaze itself may be anywhere on the screen, inside the stimulus or not
+    ox, oy = data.geometry.rf_offset_px
+    grid = GazeGrid(-m - ox, cols - 1 + m - ox, -m - oy, rows - 1 + m - oy)
     offset_mode = offset
     if offset_mode == "auto":
-        offset_mode = "calibration" if data.has_calibration else "zero"
+        offset_mode = "calibration" if data.has_calibration else "fields"
     if offset_mode == "calibration" and not data.has_calibration:
         raise GazeemError("offset='calibration' needs calibration fixations (calib_target).")
     tracker = TrackerModel(
         sigma=float(sigma_init),
+        # the gain acts about the mean reading, so a translation never distorts it
+        anchor=data.fix_reading.mean(0).to(torch.float64),
         learn_sigma=learn_sigma,
         learn_gain=learn_gain,
-        learn_offset=offset_mode == "calibration",
+        learn_offset=offset_mode in ("calibration", "fields"),
     )
     if offset_mode == "calibration":
         _calibrate(tracker, data)
@@ -109,6 +114,7 @@ def _calibrate(tracker: TrackerModel, data: GazeData) -> None:
     distinct = torch.unique(torch.round(data.fix_calib[cal]), dim=0).shape[0]
     init = TrackerModel(
         sigma=tracker.sigma,
+        anchor=tracker.anchor,
         learn_sigma=False,
         learn_gain=tracker.learn_gain and distinct >= 3,
         learn_offset=True,

@@ -120,6 +120,9 @@ class DriftProblem:
     def log_penalty(self) -> float:
         return self.base.log_penalty()
 
+    def recentre_fields(self) -> tuple[int, int]:
+        return self.base.recentre_fields()
+
     # E-step ------------------------------------------------------------------------------
     def chain(self, win: Windows) -> Chain:
         """The chain for the current windows and tracker (saccade shifts depend on both)."""

@@ -13,6 +13,7 @@ import copy
 import math
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -28,7 +29,12 @@ from gazeem.gaze.drift import DriftProblem
 from gazeem.gaze.fit import GazeFit, build_fit, rf_and_bias
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.settings import PARAMETER_CONSTRAINTS, ProblemSettings, check_settings
+from gazeem.gaze.windows import expected_positions
 from gazeem.models.response import ResponseModel
+
+#: rounds of re-centring the fields before EM (``offset: fields``); each moves them by
+#: their whole-pixel centroid and refits them, so two or three suffice
+MAX_RECENTRING = 5
 
 
 class GazeEM:
@@ -49,9 +55,11 @@ class GazeEM:
     learn_sigma, learn_gain
         Refit σ and the affine gain ``A`` in closed form in each M-step.
     offset
-        ``"zero"``: anchor ``b = 0`` (corrections are relative); ``"calibration"``: fit
+        The translation gauge: ``"fields"``: the population's fields stay centred on the
+        session's receptive-field region and ``b`` is learned; ``"calibration"``: fit
         ``b`` with calibration fixations pinning it (requires ``calib_target``);
-        ``"auto"``: calibration when the data have calibration fixations, else zero.
+        ``"zero"``: ``b = 0`` (corrections are relative); ``"auto"``: calibration when
+        the data have calibration fixations, else fields.
     latent
         ``"fixation"``: one gaze cell per fixation (:mod:`gazeem.gaze.fixation`), or
         ``"bin"``: a gaze cell per bin, linked over time by fixational drift and by the
@@ -340,13 +348,22 @@ class GazeEM:
         )
         gen = torch.Generator(device="cpu").manual_seed(int(self.random_state))
         problem_class = DriftProblem if latent == "bin" else FixationProblem
-        problem = problem_class(data, grid, tracker, prior, response, gen, self.problem_settings())
+        settings = replace(self.problem_settings(), recentre=offset_mode == "fields")
+        problem = problem_class(data, grid, tracker, prior, response, gen, settings)
 
         # initial fit: q on the raw tracker reading (nearest cell)
         problem.fit_response_on_positions(torch.round(z0).to(torch.int64))
         initial = rf_and_bias(response)
         self.response_initial_ = copy.deepcopy(response)
         loglik_raw = problem.conditional_loglik(torch.round(z0).to(torch.int64))
+        # fields gauge: move gaze and fields until the fields sit centred on their region,
+        # refitting the fields at each step so that none is left cut by the patch's edge
+        for _ in range(MAX_RECENTRING):
+            if problem.recentre_fields() == (0, 0):
+                break
+            problem.fit_response_on_positions(
+                torch.round(expected_positions(data, tracker)).to(torch.int64)
+            )
 
         estep, state = run_em(
             problem,

@@ -193,6 +193,45 @@ class FixationProblem:
         if self.cell_prior.learnable:
             self.cell_prior.m_step(win.cell_index.cpu(), w_cpu)
 
+    def recentre_fields(self) -> tuple[int, int]:
+        """Fix the translation gauge by the receptive-field region (``offset: fields``).
+
+        A common shift of every gaze position and every field leaves the responses'
+        likelihood unchanged. Here the population's fields are centred on the declared
+        region: when their energy centroid is a whole pixel or more off the patch centre,
+        the fields move back by it (zero filled) and the tracker's offset ``b`` by ``A m``,
+        so the gaze implied by every reading moves by ``m``. Returns ``m (x, y)``.
+        ``GazeEM`` does this before EM, refitting the fields after each move; EM keeps
+        the gauge (a flat direction of the likelihood) and stays monotone.
+        """
+        rf = getattr(self.response, "rf", None)
+        if not self.settings.recentre or rf is None:
+            return (0, 0)
+        with torch.no_grad():
+            e = (rf.detach().to(torch.float64) ** 2).sum((0, 1))  # (P, P) rows, cols
+            p = e.shape[0]
+            d = torch.arange(p, dtype=torch.float64) - p // 2
+            total = float(e.sum())
+            if total <= 0:
+                return (0, 0)
+            mx = round(float((e.sum(0) * d).sum()) / total)
+            my = round(float((e.sum(1) * d).sum()) / total)
+            if mx == 0 and my == 0:
+                return (0, 0)
+            new = torch.zeros_like(rf)
+            rs, rd = (
+                (slice(my, p), slice(0, p - my)) if my >= 0 else (slice(0, p + my), slice(-my, p))
+            )
+            cs, cd = (
+                (slice(mx, p), slice(0, p - mx)) if mx >= 0 else (slice(0, p + mx), slice(-mx, p))
+            )
+            new[..., rd, cd] = rf[..., rs, cs]
+            rf.copy_(new)
+            m = torch.tensor([mx, my], dtype=torch.float64)
+            self.tracker.offset = self.tracker.offset - self.tracker.gain @ m
+        log.debug("fields recentred by (%d, %d) px", mx, my)
+        return (mx, my)
+
     def log_penalty(self) -> float:
         with torch.no_grad():
             return float(self.response.log_penalty()) + self.cell_prior.log_penalty()

@@ -239,6 +239,8 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         "bin_s": float(session.attrs["bin_s"]),
         "stim_center_x_deg": float(geom.center_deg[0]),
         "stim_center_y_deg": float(geom.center_deg[1]),
+        "rf_x_deg": float(geom.rf_offset_deg[0]),
+        "rf_y_deg": float(geom.rf_offset_deg[1]),
     }
 
 

@@ -81,6 +81,8 @@ class ProblemSettings:
     mstep: MStepSettings = MStepSettings()
     memory: MemoryBudget = MemoryBudget()
     drift: DriftSettings = DriftSettings()
+    #: keep the population's fields centred on the declared region (``offset: fields``)
+    recentre: bool = False
 
     @classmethod
     def from_params(cls, p: dict) -> ProblemSettings:
@@ -121,7 +123,7 @@ PARAMETER_CONSTRAINTS: dict[str, dict] = {
     "sigma_init": {"type": "number", "exclusiveMinimum": 0},
     "learn_sigma": _BOOL,
     "learn_gain": _BOOL,
-    "offset": {"type": "string", "enum": ["auto", "zero", "calibration"]},
+    "offset": {"type": "string", "enum": ["auto", "zero", "calibration", "fields"]},
     "latent": {"type": "string", "enum": ["fixation", "bin"]},
     "prior": {"type": "string", "enum": ["uniform", "weights", "counts", "hmm"]},
     "prior_weights": {"type": ["array", "null"]},

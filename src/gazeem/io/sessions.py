@@ -29,6 +29,8 @@ class SessionMeta:
     stim_center_y_deg: float = 0.0
     bin_s: float | None = None
     lag_bins: int = 0
+    rf_x_deg: float = 0.0
+    rf_y_deg: float = 0.0
     eye_series: str | None = None
     stimulus_series: str | None = None
     screen_ppd: float | None = None

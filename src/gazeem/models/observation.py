@@ -1,7 +1,12 @@
-"""The eye tracker's observation model ``p(ẑ | z) = N(ẑ; A z + b, σ² I)``.
+"""The eye tracker's observation model ``p(ẑ | z) = N(ẑ; A (z − z̄) + z̄ + b, σ² I)``.
 
 Positions are in *centred stimulus pixels*: x to the right, y down, origin at the
-stimulus centre, so the gain ``A`` scales and rotates about the stimulus centre.
+stimulus centre. The gain ``A`` scales and rotates about the *anchor* ``z̄``, the mean of
+the session's tracker readings (a constant of the data, not a parameter). Anchored
+there, a common translation of gaze and readings changes ``b`` only, never ``A``: with
+the gain about the stimulus centre, gaze that sits off that centre let a translation be
+mimicked by a distorted ``A`` (a true identity came out as ``[[1.63, 0.45], [0.20,
+1.13]]``), and the model's answers depended on where the stimulus happened to be.
 
 One observation per fixation: ``ẑ`` is the mean of the valid tracker samples in
 the fixation. Tracker error is dominated by slow components (calibration drift,
@@ -58,6 +63,24 @@ class TrackerStats:
             srr=(wf * (r * r).sum(-1)).sum(),
         )
 
+    def shifted(self, a: torch.Tensor) -> TrackerStats:
+        """The statistics of readings and positions both measured from ``a`` (2,)."""
+        a = a.to(torch.float64)
+        return TrackerStats(
+            sw=self.sw,
+            sc=self.sc - self.sw * a,
+            scc=self.scc
+            - torch.outer(a, self.sc)
+            - torch.outer(self.sc, a)
+            + self.sw * torch.outer(a, a),
+            sr=self.sr - self.sw * a,
+            src=self.src
+            - torch.outer(a, self.sc)
+            - torch.outer(self.sr, a)
+            + self.sw * torch.outer(a, a),
+            srr=self.srr - 2 * (a @ self.sr) + self.sw * (a @ a),
+        )
+
     def __add__(self, other: TrackerStats) -> TrackerStats:
         return TrackerStats(
             *(getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__)
@@ -75,7 +98,9 @@ class TrackerModel:
     gain
         ``(2, 2)`` matrix ``A`` (scale, rotation, shear), unitless.
     offset
-        ``(2,)`` offset ``b``, pixels.
+        ``(2,)`` offset ``b``, pixels: the tracker's error at the anchor.
+    anchor
+        ``(2,)`` the point ``z̄`` the gain acts about, centred pixels (default 0).
     learn_sigma, learn_gain, learn_offset
         Which parameters the M-step updates in closed form.
     min_sigma
@@ -85,20 +110,23 @@ class TrackerModel:
     sigma: float = 3.0
     gain: torch.Tensor = field(default_factory=lambda: torch.eye(2, dtype=torch.float64))
     offset: torch.Tensor = field(default_factory=lambda: torch.zeros(2, dtype=torch.float64))
+    anchor: torch.Tensor = field(default_factory=lambda: torch.zeros(2, dtype=torch.float64))
     learn_sigma: bool = True
     learn_gain: bool = False
     learn_offset: bool = False
     min_sigma: float = 0.05
 
     def predict(self, positions: torch.Tensor) -> torch.Tensor:
-        """Expected reading ``A z + b`` for positions ``(..., 2)``, pixels."""
+        """Expected reading ``A (z − z̄) + z̄ + b`` for positions ``(..., 2)``, pixels."""
         a = self.gain.to(positions)
-        return positions @ a.T + self.offset.to(positions)
+        z0 = self.anchor.to(positions)
+        return (positions - z0) @ a.T + z0 + self.offset.to(positions)
 
     def invert(self, readings: torch.Tensor) -> torch.Tensor:
-        """Gaze at which the expected reading equals ``readings (..., 2)``: ``A⁻¹(ẑ - b)``."""
+        """Gaze at which the expected reading equals ``readings (..., 2)``: ``A⁻¹(ẑ − z̄ − b) + z̄``."""
         a = self.gain.to(torch.float64)
-        z = torch.linalg.solve(a, (readings.to(torch.float64) - self.offset).T).T
+        z0 = self.anchor.to(torch.float64)
+        z = torch.linalg.solve(a, (readings.to(torch.float64) - z0 - self.offset).T).T + z0
         return z.to(readings.dtype)
 
     def log_prob(self, readings: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -111,7 +139,8 @@ class TrackerModel:
         return -(d * d).sum(-1) / (2 * s2) - math.log(2 * math.pi * s2)
 
     def m_step(self, stats: TrackerStats) -> None:
-        """Closed-form weighted least squares for ``A``, ``b`` and ``σ``."""
+        """Closed-form weighted least squares for ``A``, ``b`` and ``σ`` (about the anchor)."""
+        stats = stats.shifted(self.anchor)
         sw, sc, scc, sr, src, srr = (
             stats.sw,
             stats.sc,
