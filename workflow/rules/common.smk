@@ -75,6 +75,17 @@ def simulate_seed(wildcards):
     return int(config["simulate"].get("seed", 0)) + SESSIONS.index(wildcards.session)
 
 
+def simulated_fields(wildcards):
+    """``--set rf_offset_px=[x, y]``: a simulated session's fields sit where its row says.
+
+    ``rf_x_deg``, ``rf_y_deg`` (degrees, y up) become simulator pixels (y down).
+    """
+    row = _TABLE[wildcards.session]
+    ppd = float(config["simulate"].get("ppd", row.ppd))
+    offset = [row.rf_x_deg * ppd, -row.rf_y_deg * ppd]
+    return shlex.quote(f"--set=rf_offset_px={json.dumps(offset)}")
+
+
 def cli_settings(section, exclude=()):
     """``--set key=value`` for each validated key of a config section (values as JSON)."""
     items = config.get(section, {}).items()
