@@ -31,7 +31,7 @@ def export_nwb(source, fit, output) -> Path:
 
     source, output = Path(source), Path(output)
     check_readable_hdf5(source, "NWB file")
-    if output.exists() and source.resolve() == output.resolve():
+    if source.resolve() == output.resolve():
         raise GazeemError(
             f"{output}: the export must not overwrite its source; choose another output path."
         )

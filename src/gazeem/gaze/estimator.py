@@ -13,7 +13,6 @@ import copy
 import math
 import time
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -348,8 +347,7 @@ class GazeEM:
         )
         gen = torch.Generator(device="cpu").manual_seed(int(self.random_state))
         problem_class = DriftProblem if latent == "bin" else FixationProblem
-        settings = replace(self.problem_settings(), recentre=offset_mode == "fields")
-        problem = problem_class(data, grid, tracker, prior, response, gen, settings)
+        problem = problem_class(data, grid, tracker, prior, response, gen, self.problem_settings())
 
         # initial fit: q on the raw tracker reading (nearest cell)
         problem.fit_response_on_positions(torch.round(z0).to(torch.int64))
@@ -358,7 +356,7 @@ class GazeEM:
         loglik_raw = problem.conditional_loglik(torch.round(z0).to(torch.int64))
         # fields gauge: move gaze and fields until the fields sit centred on their region,
         # refitting the fields at each step so that none is left cut by the patch's edge
-        for _ in range(MAX_RECENTRING):
+        for _ in range(MAX_RECENTRING if offset_mode == "fields" else 0):
             if problem.recentre_fields() == (0, 0):
                 break
             problem.fit_response_on_positions(

@@ -205,7 +205,7 @@ class FixationProblem:
         the gauge (a flat direction of the likelihood) and stays monotone.
         """
         rf = getattr(self.response, "rf", None)
-        if not self.settings.recentre or rf is None:
+        if rf is None:
             return (0, 0)
         with torch.no_grad():
             e = (rf.detach().to(torch.float64) ** 2).sum((0, 1))  # (P, P) rows, cols

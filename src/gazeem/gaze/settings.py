@@ -81,8 +81,6 @@ class ProblemSettings:
     mstep: MStepSettings = MStepSettings()
     memory: MemoryBudget = MemoryBudget()
     drift: DriftSettings = DriftSettings()
-    #: keep the population's fields centred on the declared region (``offset: fields``)
-    recentre: bool = False
 
     @classmethod
     def from_params(cls, p: dict) -> ProblemSettings:

@@ -26,6 +26,7 @@ from gazeem.io.raw import (
     IngestError,
     RawSession,
     ScaledFrames,
+    check_scaling,
     eye_to_degrees,
     integer_unit_ids,
 )
@@ -162,15 +163,7 @@ def _read(nwb, io, path, meta, EyeTracking, ImageSeries) -> RawSession:
     data = np.asarray(eye.data[:], dtype=np.float64)
     conversion = float(eye.conversion)
     offset = float(getattr(eye, "offset", 0.0) or 0.0)
-    for name, v in (("conversion", conversion), ("offset", offset)):
-        if not np.isfinite(v) or (name == "conversion" and v == 0):
-            raise IngestError(
-                path,
-                f"{ename}.{name}",
-                f"is {v}; it must be a finite, non-zero number."
-                if name == "conversion"
-                else f"is {v}; it must be a finite number.",
-            )
+    check_scaling(path, ename, conversion, offset)
     data = data * conversion + offset
     frame = getattr(eye, "reference_frame", None)
     eye_xy = eye_to_degrees(

@@ -104,10 +104,7 @@ class ScaledFrames:
             self.scale, self.offset = 1.0 / half, -mid / half
         else:
             self.scale, self.offset = float(conversion), float(offset)
-        series = field.removesuffix(".data")
-        for name, v in (("conversion", self.scale), ("offset", self.offset)):
-            if not np.isfinite(v):
-                raise IngestError(path, f"{series}.{name}", f"is {v}; it must be a finite number.")
+        check_scaling(path, field.removesuffix(".data"), self.scale, self.offset)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -123,6 +120,17 @@ class ScaledFrames:
                 f"({type(err).__name__}: {' '.join(str(err).split())[:160]}).",
             ) from None
         return (raw * self.scale + self.offset).astype(np.float32)
+
+
+def check_scaling(path, series: str, conversion: float, offset: float) -> None:
+    """A series' ``value * conversion + offset`` needs a finite, non-zero conversion and a
+    finite offset (an NWB ``conversion`` of NaN or 0 would silently blank the series)."""
+    for name, v in (("conversion", conversion), ("offset", offset)):
+        if not np.isfinite(v) or (name == "conversion" and v == 0):
+            extra = ", non-zero" if name == "conversion" else ""
+            raise IngestError(
+                path, f"{series}.{name}", f"is {v}; it must be a finite{extra} number."
+            )
 
 
 def _describe(idx) -> str:
