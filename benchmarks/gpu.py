@@ -61,6 +61,47 @@ def fit_side_by_side(minutes: float = 10.0, max_iter: int = 5) -> dict:
     }
 
 
+def long_fit(minutes: float = 60.0, latent: str = "fixation", max_iter: int = 50) -> dict:
+    """Issue 19's long noise session (60 Hz, 64x64 px, 100 units), fitted to convergence on
+    CUDA at the package defaults (``tol`` 1e-5 nats per bin): time, iterations, memory."""
+    from tests.conftest import make_session
+
+    from gazeem.coords import StimulusGeometry
+    from gazeem.gaze.estimator import GazeEM
+
+    n_bins = int(minutes * 60 * 60)
+    t = time.perf_counter()
+    session = make_session("noise", n_bins=n_bins, patch_size=20)
+    t_sim = time.perf_counter() - t
+    torch.cuda.reset_peak_memory_stats()
+    est = GazeEM(patch_size=20, latent=latent, max_iter=max_iter, device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        est.fit(session)
+        torch.cuda.synchronize()
+        t_fit = time.perf_counter() - t
+    g = StimulusGeometry.from_dataset(session)
+    truth = g.deg_to_px(session["true_gaze"].values)
+    err = est.gaze_per_bin()["mean"] - truth
+    raw = g.deg_to_px(session["eye"].values) - truth
+    ok = np.isfinite(err).all(1)
+    return {
+        "minutes": minutes,
+        "latent": latent,
+        "bins": n_bins,
+        "simulate_s": t_sim,
+        "fit_s": t_fit,
+        "recording / fit": minutes * 60 / t_fit,
+        "n_iter": est.n_iter_,
+        "converged": bool(est.converged_),
+        "s_per_iteration": t_fit / max(est.n_iter_, 1),
+        "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "rms_px": float(np.sqrt((err[ok] ** 2).sum(1).mean())),
+        "raw_rms_px": float(np.sqrt((raw[ok] ** 2).sum(1).mean())),
+    }
+
+
 def gmm_side_by_side(n: int = 1_000_000, k: int = 16, dims=(2, 32), n_iter: int = 20) -> list:
     """gazeem's GaussianMixture on CUDA against scikit-learn on the CPU."""
     return mixtures.run(n=n, k=k, dims=dims, n_iter=n_iter, device="cuda")
@@ -75,6 +116,7 @@ def run(save=None) -> dict:
         "estep_cuda": lambda: estep.run(device="cuda"),
         "estep_cpu": lambda: estep.run(device="cpu"),
         "fit": fit_side_by_side,
+        "long_fit": long_fit,
         "gmm": gmm_side_by_side,
     }
     for name, part in parts.items():

@@ -5,9 +5,38 @@
 workload is written once.
 """
 
+import functools
+
+import numpy as np
 import pytest
 
 from gazeem.simulate import simulate_session
+
+#: photographs that scikit-image ships inside its wheel (no download): scenes, animals,
+#: objects and textures, so that local contrast and spatial frequency vary as in a lab's
+#: natural-image sets
+PHOTOGRAPHS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "grass", "brick", "moon")
+
+
+@functools.cache
+def photographs(rows: int = 128, cols: int = 128) -> np.ndarray:
+    """``(8, rows, cols)`` grey-level photographs in [0, 1], centre-cropped to the aspect
+    ratio and resized with anti-aliasing."""
+    import skimage.data
+    from skimage.color import rgb2gray
+    from skimage.transform import resize
+
+    out = []
+    for name in PHOTOGRAPHS:
+        img = getattr(skimage.data, name)()
+        img = rgb2gray(img) if img.ndim == 3 else img / 255.0
+        h, w = img.shape
+        scale = min(h / rows, w / cols)
+        ch, cw = int(rows * scale), int(cols * scale)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        out.append(resize(img[top : top + ch, left : left + cw], (rows, cols), anti_aliasing=True))
+    return np.stack(out)
+
 
 TINY = dict(
     n_bins=40,
@@ -70,8 +99,14 @@ PRESETS = {
 
 
 def make_session(preset: str, seed: int = 0, **overrides):
-    """A simulated session from ``PRESETS[preset]``, with ``overrides`` on top."""
-    return simulate_session(**{**PRESETS[preset], **overrides, "seed": seed})
+    """A simulated session from ``PRESETS[preset]``, with ``overrides`` on top.
+
+    ``stimulus="images"`` without ``images`` shows :func:`photographs` of the stimulus size.
+    """
+    kw = {**PRESETS[preset], **overrides, "seed": seed}
+    if kw.get("stimulus") == "images" and kw.get("images") is None:
+        kw["images"] = photographs(kw.get("stim_rows", 64), kw.get("stim_cols", 64))
+    return simulate_session(**kw)
 
 
 @pytest.fixture

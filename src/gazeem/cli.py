@@ -52,7 +52,9 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from gazeem.io.nwb import session_to_nwb
     from gazeem.simulate import SimulationConfig, simulate_session
 
-    names = [f.name for f in fields(SimulationConfig) if f.name not in ("session", "extra")]
+    names = [
+        f.name for f in fields(SimulationConfig) if f.name not in ("session", "extra", "images")
+    ]
     params = _settings(args, "simulate", names)
     if args.seed is not None:
         params["seed"] = args.seed
@@ -119,13 +121,31 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    from gazeem.figures import session_figures, summary_figures
+    from gazeem.figures import fields_figures, session_figures, summary_figures
 
     if args.kind == "session":
         paths = session_figures(args.input, args.outdir, max_units=args.max_units)
+    elif args.kind == "fields":
+        paths = fields_figures(args.input, args.outdir)
     else:
         paths = summary_figures(args.input, args.outdir)
     log.info("drew %d files in %s", len(paths), args.outdir)
+
+
+def cmd_locate(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from gazeem.io.dataset import validate_session, write_netcdf_atomic
+    from gazeem.io.files import open_netcdf
+    from gazeem.locate import LocateSettings, locate_fields
+
+    params = _settings(args, "locate", [f.name for f in fields(LocateSettings)])
+    required = ("counts", "eye", "eye_valid", "fixation", "frame", "stimulus")
+    with open_netcdf(args.session, "session dataset", required) as ds:
+        ds = validate_session(ds.load())
+        ds.encoding["source"] = str(args.session)
+        write_netcdf_atomic(locate_fields(ds, LocateSettings(**params)), args.output)
+    log.info("wrote %s", args.output)
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
@@ -236,11 +256,22 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser(
         "figures", help="draw the figures of one fit (session) or of params.nc (summary)"
     )
-    g.add_argument("kind", choices=["session", "summary"])
-    g.add_argument("input", help="a fit result (.nc) or params.nc")
+    g.add_argument("kind", choices=["session", "summary", "fields"])
+    g.add_argument("input", help="a fit result (.nc), params.nc, or a locate-fields result")
     g.add_argument("outdir", help="folder for the PNG and PDF files")
     g.add_argument("--max-units", type=int, default=12, help="units drawn in the RF figure")
     g.set_defaults(func=cmd_figures)
+
+    lf = sub.add_parser(
+        "locate-fields",
+        help="where the units' receptive fields sit relative to the gaze (suggests rf_x_deg, "
+        "rf_y_deg and patch_size)",
+    )
+    lf.add_argument("session", help="session dataset (.nc)")
+    lf.add_argument("output", help="field-location result (.nc)")
+    lf.add_argument("--config", help="YAML file; its 'locate' mapping sets the search")
+    lf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
+    lf.set_defaults(func=cmd_locate)
 
     f = sub.add_parser("fit", help="fit the gaze EM to one session")
     f.add_argument("session", help="session dataset (.nc)")

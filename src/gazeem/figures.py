@@ -2,7 +2,8 @@
 
 Per session (from its fit result): ``gaze_trace``, ``correction``, ``posteriors``,
 ``rfs``, ``loglik`` and, where the truth is known (the demo), ``truth``. Across
-sessions (from ``params.nc``): ``tracker`` and ``rf_improvement``.
+sessions (from ``params.nc``): ``tracker`` and ``rf_improvement``. From a field-location
+result (``gazeem locate-fields``): ``fields_location``.
 """
 
 from __future__ import annotations
@@ -430,3 +431,77 @@ def summary_figures(params_path, outdir) -> list[Path]:
         for name, make in SUMMARY_MAKERS.items():
             out += _save(make(params), Path(outdir), name)
     return out
+
+
+# -- field location --------------------------------------------------------------------------
+def fig_fields_location(loc: xr.Dataset):
+    """The located units' fields around the tracker's reading, and the declared region."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(6.4, 3.0), width_ratios=(1.25, 1))
+    x, y = loc["x_deg"].values, loc["y_deg"].values
+    half = (x[1] - x[0]) / 2 if x.size > 1 else 0.5
+    extent = (x[0] - half, x[-1] + half, y[0] - half, y[-1] + half)
+    located = loc["located"].values.astype(bool)
+    if located.any():
+        im = ax.imshow(
+            loc["population_energy"].values, extent=extent, origin="lower", cmap="magma", vmin=0
+        )
+        fig.colorbar(im, ax=ax, shrink=0.8, label="mean energy / peak")
+    else:
+        _no_data(ax, "no unit located")
+    c = loc["center_deg"].values
+    ax.plot(
+        c[located, 0],
+        c[located, 1],
+        "o",
+        ms=2.5,
+        mfc="none",
+        mec="w",
+        mew=0.6,
+        label=f"units ({located.sum()} of {located.size})",
+    )
+    ax.plot(0, 0, "+", color="c", ms=8, mew=1.0, label="tracker reading")
+    ax.plot(
+        loc.attrs["declared_rf_x_deg"],
+        loc.attrs["declared_rf_y_deg"],
+        "s",
+        ms=6,
+        mfc="none",
+        mec="c",
+        mew=0.8,
+        label="declared region",
+    )
+    px, py = loc.attrs["population_x_deg"], loc.attrs["population_y_deg"]
+    if np.isfinite(px):
+        size = loc.attrs["suggested_patch_px"] / loc.attrs["ppd"]
+        ax.add_patch(
+            plt.Rectangle(
+                (px - size / 2, py - size / 2),
+                size,
+                size,
+                fill=False,
+                ec="#66c2a5",
+                lw=0.9,
+                label="suggested patch",
+            )
+        )
+    ax.set_xlabel("x from the reading (deg, right)")
+    ax.set_ylabel("y from the reading (deg, up)")
+    ax.set_title(
+        f"population centre ({px:.2f}, {py:.2f}) deg; patch {loc.attrs['suggested_patch_px']} px"
+        if np.isfinite(px)
+        else "no field located"
+    )
+    ax.legend(loc="lower left", fontsize=5, labelcolor="0.9")
+    snr = loc["snr"].values
+    bx.hist(snr, bins=20, color="0.5")
+    bx.axvline(float(loc["located"].attrs.get("threshold", np.nan)), color=CORR)
+    bx.set_xlabel("energy peak / robust SD")
+    bx.set_ylabel("units")
+    bx.set_title("how clearly each field stands out")
+    return fig
+
+
+def fields_figures(loc_path, outdir) -> list[Path]:
+    """Draw ``fields_location`` from a ``gazeem locate-fields`` result into ``outdir``."""
+    with open_netcdf(loc_path, "field location", ("center_deg", "located")) as loc, _style():
+        return _save(fig_fields_location(loc.load()), Path(outdir), "fields_location")

@@ -1,6 +1,6 @@
 """Simulated recording sessions with known ground truth.
 
-A session has white-noise stimulus frames, units with Gabor-like receptive fields
+A session has white-noise frames or photographs held for seconds, units with Gabor-like receptive fields
 and Poisson spiking, fixations separated by saccades, fixational drift, blinks,
 and an eye tracker with per-fixation error, per-sample jitter, a calibration
 offset and an affine gain error. The output follows the session contract
@@ -34,7 +34,11 @@ class SimulationConfig:
     stim_rows: int = 64
     stim_cols: int = 64
     frame_hold: int = 1  # bins per stimulus frame
-    stimulus: str = "binary"  # binary (±1) or gaussian (unit variance) noise
+    stimulus: str = "binary"  # binary (±1) or gaussian (unit variance) noise, or "images"
+    #: ``stimulus="images"``: ``(n_images, stim_rows, stim_cols)`` photographs (any range);
+    #: frame ``f`` shows image ``f mod n_images``, standardised to zero mean and unit SD over
+    #: the image, so that local contrast varies across the screen as in the photograph
+    images: np.ndarray | None = field(default=None, repr=False)
     ppd: float = 20.0
     stim_center_deg: tuple[float, float] = (2.0, -1.0)
     n_units: int = 30
@@ -45,6 +49,9 @@ class SimulationConfig:
     rf_cycles: tuple[float, float] = (0.3, 0.6)  # carrier cycles per 2.5 envelope SDs
     rf_spread_px: float = 2.0  # RF centres uniform in ±spread about the patch centre
     rf_norm: float = 1.0  # L2 norm of each RF: drive SD for unit-variance noise
+    #: subtract each Gabor's mean under its envelope, so that it does not respond to mean
+    #: luminance (as V1 simple cells; matters for photographs, not for zero-mean noise)
+    rf_zero_mean: bool = False
     rate_hz: tuple[float, float] = (10.0, 40.0)
     fixation_bins: tuple[int, int] = (12, 30)
     saccade_bins: tuple[int, int] = (1, 3)
@@ -80,6 +87,8 @@ def gabor_rfs(cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
         u = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
         env = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s**2))
         g = env * np.cos(2 * np.pi * freq * u + phase)
+        if cfg.rf_zero_mean:
+            g -= env * (g.sum() / env.sum())
         g *= cfg.rf_norm / np.linalg.norm(g) / np.linalg.norm(lag_w)
         rfs[n] = lag_w[:, None, None] * g[None]
     return rfs
@@ -139,6 +148,27 @@ def _gaze_sequence(cfg: SimulationConfig, rng: np.random.Generator):
     return gaze, fixation, blink, calib
 
 
+def _image_frames(cfg: SimulationConfig, n_frames: int) -> np.ndarray:
+    """``(n_frames, rows, cols)`` float32: the photographs in turn, each standardised."""
+    if cfg.images is None or np.ndim(cfg.images) != 3:
+        raise GazeemError(
+            "simulate settings: field 'images': stimulus='images' needs an array "
+            "(n_images, stim_rows, stim_cols)."
+        )
+    imgs = np.asarray(cfg.images, dtype=np.float64)
+    if imgs.shape[1:] != (cfg.stim_rows, cfg.stim_cols):
+        raise GazeemError(
+            f"simulate settings: field 'images': images are {imgs.shape[1:]}, the stimulus "
+            f"is ({cfg.stim_rows}, {cfg.stim_cols})."
+        )
+    mean = imgs.mean(axis=(1, 2), keepdims=True)
+    sd = imgs.std(axis=(1, 2), keepdims=True)
+    if (sd == 0).any():
+        raise GazeemError("simulate settings: field 'images': an image is uniform (SD 0).")
+    imgs = ((imgs - mean) / sd).astype(np.float32)
+    return imgs[np.arange(n_frames) % len(imgs)]
+
+
 def _check_size(cfg: SimulationConfig) -> None:
     """Refuse sizes that are not positive, or that would not fit in memory."""
     for name in ("n_bins", "stim_rows", "stim_cols", "frame_hold", "n_units", "patch_size"):
@@ -184,8 +214,10 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         stim = (rng.integers(0, 2, size=shape, dtype=np.int8) * 2 - 1).astype(np.float32)
     elif cfg.stimulus == "gaussian":
         stim = rng.standard_normal(size=shape, dtype=np.float32)
+    elif cfg.stimulus == "images":
+        stim = _image_frames(cfg, n_frames)
     else:
-        raise ValueError(f"stimulus must be 'binary' or 'gaussian', got {cfg.stimulus!r}")
+        raise ValueError(f"stimulus must be 'binary', 'gaussian' or 'images', got {cfg.stimulus!r}")
     frame = (np.arange(cfg.n_bins) // cfg.frame_hold).astype(np.int32)
 
     rfs = gabor_rfs(cfg, rng)
@@ -296,7 +328,9 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
             "true_sigma_px": float(cfg.tracker_sigma_px),
             "true_offset_px": offset.tolist(),
             "true_gain": gain.ravel().tolist(),
-            "simulation_config": repr(asdict(cfg)),
+            "simulation_config": repr(
+                {**asdict(cfg), "images": None if cfg.images is None else cfg.images.shape}
+            ),
         }
     )
     return ds

@@ -178,6 +178,7 @@ def test_every_config_key_is_documented_and_matches_the_code():
     from gazeem.gaze.estimator import GazeEM
     from gazeem.gaze.settings import PARAMETER_CONSTRAINTS
     from gazeem.ingest import IngestSettings
+    from gazeem.locate import LocateSettings
     from gazeem.simulate import SimulationConfig
 
     schema = yaml.safe_load(config_schema_path().read_text())["properties"]
@@ -185,7 +186,10 @@ def test_every_config_key_is_documented_and_matches_the_code():
     code = {
         "fit": set(GazeEM._param_names()) - {"response_model", "progress"},
         "ingest": {f.name for f in dataclasses.fields(IngestSettings)},
-        "simulate": {f.name for f in dataclasses.fields(SimulationConfig)} - {"session", "extra"},
+        # images (photographs) are an array: given from Python, not from a config file
+        "simulate": {f.name for f in dataclasses.fields(SimulationConfig)}
+        - {"session", "extra", "images"},
+        "locate": {f.name for f in dataclasses.fields(LocateSettings)},
     }
     # the schema's fit section is the estimator's constraints table, written out
     assert schema["fit"]["properties"] == PARAMETER_CONSTRAINTS

@@ -102,6 +102,9 @@ def all_targets():
         name=FIGURES,
         ext=["png", "pdf"],
     )
+    targets += expand(
+        "results/figures/{session}/fields_location.{ext}", session=SESSIONS, ext=["png", "pdf"]
+    )
     targets += ["results/summary/params.nc", "results/summary/params.tsv"]
     targets += expand(
         "results/figures/summary/{name}.{ext}", name=SUMMARY_FIGURES, ext=["png", "pdf"]

@@ -121,3 +121,42 @@ def check_gain(gain: np.ndarray, where: str) -> str:
     )
     warnings.warn(msg, TrackerGainWarning, stacklevel=4)
     return msg
+
+
+#: a gain whose standard error exceeds this is noise more than calibration
+MAX_GAIN_SE = 0.05
+
+
+def gain_standard_error(sigma: float, positions: np.ndarray) -> np.ndarray:
+    """``(2,)`` standard error of each column of the gain, ``σ / (SD of gaze · √F)``.
+
+    ``positions (F, 2)`` per-fixation gaze (px), ``σ`` the tracker's per-fixation error (px):
+    a regression of the readings on the gaze cannot do better than this, whatever the method.
+    """
+    z = np.asarray(positions, dtype=np.float64)
+    z = z[np.isfinite(z).all(1)]
+    spread = z.std(axis=0) if len(z) > 1 else np.zeros(2)
+    with np.errstate(divide="ignore"):
+        return float(sigma) / (spread * np.sqrt(max(len(z), 1)))
+
+
+def assess_gain(fit, where: str, notes: tuple[str, ...]) -> tuple[str, ...]:
+    """Set ``fit.gain_se``; warn, and add to ``notes``, when the gain is poorly determined."""
+    fit.gain_se = gain_standard_error(fit.sigma, fit.fixations["mean"])
+    note = gain_note(fit.gain_se, len(fit.fixations["mean"]))
+    if not note:
+        return notes
+    warnings.warn(f"{where}: {note}", UserWarning, stacklevel=3)
+    return (*notes, note)
+
+
+def gain_note(se: np.ndarray, n_fix: int) -> str:
+    """A data warning when the gain is poorly determined (``""`` otherwise)."""
+    if not (np.max(se) > MAX_GAIN_SE):
+        return ""
+    return (
+        f"field 'gain': the tracker gain is poorly determined (standard error "
+        f"{np.max(se):.3f} > {MAX_GAIN_SE}) because the gaze spreads little over {n_fix} "
+        "fixations (a fixation task?); its entries are noise more than calibration. Set "
+        "learn_gain: false, or add calibration fixations on spread-out targets."
+    )

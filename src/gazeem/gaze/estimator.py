@@ -22,11 +22,12 @@ from gazeem.device import cpu_model, resolve_device, resolve_dtype
 from gazeem.em.engine import EMState, run_em
 from gazeem.errors import GazeemError, NotFittedError
 from gazeem.gaze.build import build_cell_prior, build_response, build_tracker
-from gazeem.gaze.checks import check_data, check_gain
+from gazeem.gaze.checks import assess_gain, check_data, check_gain
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.drift import DriftProblem
-from gazeem.gaze.fit import GazeFit, build_fit, rf_and_bias
+from gazeem.gaze.fit import GazeFit, build_fit, move_gauge, rf_and_bias
 from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.gauge import subpixel_gauge
 from gazeem.gaze.settings import PARAMETER_CONSTRAINTS, ProblemSettings, check_settings
 from gazeem.gaze.windows import expected_positions
 from gazeem.models.response import ResponseModel
@@ -131,6 +132,9 @@ class GazeEM:
     ----------
     sigma_, gain_, offset_
         Fitted tracker parameters (pixels; centred stimulus pixels, y down).
+    gain_se_, gauge_shift_px_
+        ``(2,)`` standard error of the gain's columns (a warning above 0.05), and the
+        ``(x, y)`` px the gaze moved after EM to centre the fields exactly (``fields``).
     sigma_drift_, sigma_sacc_, viterbi_
         ``latent="bin"`` only: fitted step SDs (pixels) and the most probable gaze path
         ``(T, 2)`` stimulus pixels (NaN outside fixations).
@@ -317,7 +321,7 @@ class GazeEM:
             "num_threads": torch.get_num_threads(),
             "cpu": cpu_model(),
             "wall_time_s": time.perf_counter() - t_start,
-            "data_warnings": notes,
+            "data_warnings": assess_gain(fit, where, notes) if self.learn_gain else notes,
         }
         self._set_fitted(fit)
         self.gain_problem_ = check_gain(fit.gain, where) if self.learn_gain else ""
@@ -380,7 +384,7 @@ class GazeEM:
                 sigma_drift=problem.sigma_drift,
                 sigma_sacc=problem.sigma_sacc,
             )
-        return build_fit(
+        fit = build_fit(
             latent=latent,
             offset_mode=offset_mode,
             data=data,
@@ -392,6 +396,10 @@ class GazeEM:
             loglik_raw=loglik_raw,
             **drift,
         )
+        if offset_mode == "fields":
+            # EM may let the fields drift along the gauge's flat direction: centre them exactly
+            fit = move_gauge(fit, subpixel_gauge(response, tracker), tracker, response)
+        return fit
 
     def _set_fitted(self, fit: GazeFit) -> None:
         state: EMState = fit.state
@@ -400,6 +408,7 @@ class GazeEM:
         self.latent_ = fit.latent
         self.offset_mode_ = fit.offset_mode
         self.sigma_, self.gain_, self.offset_ = fit.sigma, fit.gain, fit.offset
+        self.gain_se_, self.gauge_shift_px_ = fit.gain_se, fit.gauge_shift
         self.rf_, self.bias_ = fit.rf, fit.bias
         self.rf_initial_, self.bias_initial_ = fit.rf_initial, fit.bias_initial
         self.loglik_ = np.asarray(state.log_likelihood)

@@ -48,6 +48,10 @@ class GazeFit:
     n_spikes: int
     sigma_drift: float | None = None
     sigma_sacc: float | None = None
+    #: ``(x, y)`` px the gaze moved after EM to centre the fields exactly (``offset: fields``)
+    gauge_shift: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    #: ``(2,)`` standard error of the gain's columns (NaN when the gain is not learned)
+    gain_se: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
     provenance: dict = field(default_factory=dict)
 
     @property
@@ -139,3 +143,21 @@ def build_fit(
         sigma_drift=sigma_drift,
         sigma_sacc=sigma_sacc,
     )
+
+
+def move_gauge(fit: GazeFit, shift: tuple[float, float], tracker, response) -> GazeFit:
+    """``fit`` with every gaze position moved by ``shift (x, y)`` pixels, after
+    :func:`gazeem.gaze.gauge.subpixel_gauge` moved ``tracker``'s offset and ``response``'s
+    fields by it; the posterior's spread (SD, entropy, window mass) does not change."""
+    m = np.asarray(shift, dtype=np.float64)
+    for summary in (fit.gaze, fit.fixations):
+        for key in ("mean", "map", "viterbi"):
+            if key in summary:
+                summary[key] = summary[key] + m
+    for key in ("cells", "expected"):
+        if key in fit.examples:
+            fit.examples[key] = fit.examples[key] + m
+    fit.offset = tracker.offset.numpy().copy()
+    fit.rf, fit.bias = rf_and_bias(response)
+    fit.gauge_shift = m
+    return fit

@@ -20,6 +20,7 @@ from gazeem.em.estep import normalize_log, prune_support, sample_support
 from gazeem.em.mstep import maximize_weighted
 from gazeem.gaze.batches import Batches
 from gazeem.gaze.data import GazeData, GazeGrid
+from gazeem.gaze.gauge import energy_centroid
 from gazeem.gaze.posterior import GazePosterior
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.windows import Windows, make_windows, window_half_width
@@ -207,15 +208,10 @@ class FixationProblem:
         rf = getattr(self.response, "rf", None)
         if rf is None:
             return (0, 0)
+        cx, cy = energy_centroid(rf)
+        mx, my = round(cx), round(cy)
+        p = rf.shape[-1]
         with torch.no_grad():
-            e = (rf.detach().to(torch.float64) ** 2).sum((0, 1))  # (P, P) rows, cols
-            p = e.shape[0]
-            d = torch.arange(p, dtype=torch.float64) - p // 2
-            total = float(e.sum())
-            if total <= 0:
-                return (0, 0)
-            mx = round(float((e.sum(0) * d).sum()) / total)
-            my = round(float((e.sum(1) * d).sum()) / total)
             if mx == 0 and my == 0:
                 return (0, 0)
             new = torch.zeros_like(rf)

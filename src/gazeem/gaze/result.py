@@ -229,6 +229,8 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         "n_iter": int(fit.state.n_iter),
         "converged": int(fit.state.converged),
         "offset_mode": fit.offset_mode,
+        "gauge_shift_px": [float(v) for v in fit.gauge_shift],
+        "gain_se": [float(v) for v in fit.gain_se],
         "loglik_raw_trace": float(fit.loglik_raw),
         "loglik_corrected": float(fit.loglik_corrected),
         "n_spikes": int(fit.n_spikes),

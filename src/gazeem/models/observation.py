@@ -23,10 +23,14 @@ exist, by those fixations (corrections are absolute).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+log = logging.getLogger("gazeem.fit")
 
 
 @dataclass
@@ -178,3 +182,9 @@ class TrackerModel:
             )
             var = max(float(sse / (2 * sw)), self.min_sigma**2)
             self.sigma = math.sqrt(var)
+        log.debug(
+            "tracker: sigma %.4g px, gain %s, offset %s px",
+            self.sigma,
+            np.round(self.gain.numpy(), 4).tolist(),
+            np.round(self.offset.numpy(), 3).tolist(),
+        )

@@ -1,0 +1,58 @@
+"""The translation gauge of ``offset: fields``: where the population's fields sit.
+
+A common shift of every gaze position and every receptive field leaves the responses'
+likelihood unchanged, so the fit fixes it by the declared receptive-field region: the
+population's energy centroid sits at the patch centre. Before EM the fields are moved by
+whole pixels (:meth:`gazeem.gaze.fixation.FixationProblem.recentre_fields`); after EM
+the remainder, which EM may have let drift along this flat direction, is removed to a
+fraction of a pixel by :func:`subpixel_gauge`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def energy_centroid(rf: torch.Tensor) -> tuple[float, float]:
+    """``(x, y)`` pixels of the fields' energy centroid from the patch centre ``P // 2``.
+
+    ``rf (N, lags, P, P)``; energy is ``rf²`` summed over units and lags.
+    """
+    e = (rf.detach().to(torch.float64) ** 2).sum((0, 1))
+    p = e.shape[0]
+    d = torch.arange(p, dtype=torch.float64) - p // 2
+    total = float(e.sum())
+    if total <= 0:
+        return (0.0, 0.0)
+    return float((e.sum(0) * d).sum()) / total, float((e.sum(1) * d).sum()) / total
+
+
+def fourier_shift(rf: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    """``rf (..., P, P)`` moved by ``(dx, dy)`` pixels (x = columns, y = rows), any fraction.
+
+    Band-limited (sinc) interpolation: a whole-pixel move is exact up to the wrap at the
+    edges, where smooth, centred fields are near zero.
+    """
+    p = rf.shape[-1]
+    k = torch.fft.fftfreq(p, dtype=torch.float64)
+    phase = torch.exp(-2j * math.pi * (k[None, :] * dx + k[:, None] * dy))
+    out = torch.fft.ifft2(torch.fft.fft2(rf.detach().to(torch.float64)) * phase).real
+    return out.to(rf.dtype)
+
+
+def subpixel_gauge(response: torch.nn.Module, tracker) -> tuple[float, float]:
+    """Centre the fields exactly: move them by ``−m`` (their centroid) and ``b`` by ``−A m``.
+
+    Returns ``m (x, y)`` pixels, by which every gaze position of the fit then moves.
+    """
+    rf = getattr(response, "rf", None)
+    if rf is None:
+        return (0.0, 0.0)
+    mx, my = energy_centroid(rf)
+    with torch.no_grad():
+        rf.copy_(fourier_shift(rf, -mx, -my))
+    m = torch.tensor([mx, my], dtype=torch.float64)
+    tracker.offset = tracker.offset - tracker.gain @ m
+    return (mx, my)

@@ -1,0 +1,106 @@
+"""Sessions as a lab would hand them to gazeem, and the oracles to judge a fit by.
+
+A simulated session is written to NWB with pynwb and ingested from that file with a
+session-table row, so the fit sees what it would see on a lab's data (the ingest's own
+fixation detection, the table's conventions). The oracles know the truth:
+
+- :func:`oracle_tracker`: the tracker regressed on the *true* gaze (per-fixation means);
+  no method can learn the tracker better than this from the same fixations;
+- :func:`oracle_gaze`: an E-step with the true fields, biases and tracker parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from gazeem.coords import StimulusGeometry
+from gazeem.gaze.data import GazeData
+from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.settings import ProblemSettings, WindowSettings
+from gazeem.ingest import ingest_session
+from gazeem.io.nwb import session_to_nwb
+from gazeem.io.sessions import SessionMeta
+from gazeem.models import PoissonLN, TrackerModel, UniformPrior
+
+
+def through_nwb(sim: xr.Dataset, folder: Path, **row) -> xr.Dataset:
+    """``sim`` written to NWB (4 eye samples a bin), then ingested with a table row."""
+    nwb = session_to_nwb(sim, Path(folder) / "s.nwb", eye_samples_per_bin=4)
+    meta = SessionMeta(
+        session="s",
+        path=str(nwb),
+        format="nwb",
+        ppd=float(sim.attrs["ppd"]),
+        stim_center_x_deg=float(sim.attrs["stim_center_x_deg"]),
+        stim_center_y_deg=float(sim.attrs["stim_center_y_deg"]),
+        rf_x_deg=float(sim.attrs["rf_x_deg"]),
+        rf_y_deg=float(sim.attrs["rf_y_deg"]),
+        **row,
+    )
+    out = ingest_session(meta, Path(folder) / "s.nc")
+    return xr.load_dataset(out, engine="h5netcdf")
+
+
+def true_px(session: xr.Dataset) -> np.ndarray:
+    """``(T, 2)`` true gaze, stimulus pixels."""
+    return StimulusGeometry.from_dataset(session).deg_to_px(session["true_gaze"].values)
+
+
+def rms(est: np.ndarray, truth: np.ndarray) -> float:
+    """RMS distance (px) over bins where ``est`` is finite."""
+    d = est - truth
+    ok = np.isfinite(d).all(1)
+    return float(np.sqrt((d[ok] ** 2).sum(1).mean()))
+
+
+def oracle_tracker(session: xr.Dataset) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(gain (2, 2), offset (2,), σ)`` regressed on the true gaze, centred px, y down.
+
+    One observation per fixation (its mean true gaze and mean reading), as the model has.
+    """
+    geom = StimulusGeometry.from_dataset(session)
+    c = np.asarray(geom.center_px)
+    fix = session["fixation"].values
+    z, r = true_px(session) - c, geom.deg_to_px(session["eye"].values) - c
+    ids = np.unique(fix[fix >= 0])
+    zf = np.array([z[fix == f].mean(0) for f in ids])
+    rf = np.array([np.nanmean(r[fix == f], 0) for f in ids])
+    x = np.c_[zf, np.ones(len(zf))]
+    coef, *_ = np.linalg.lstsq(x, rf, rcond=None)
+    sigma = float(np.sqrt(((rf - x @ coef) ** 2).sum() / (2 * len(zf))))
+    return coef[:2].T, coef[2], sigma
+
+
+def oracle_gaze(session: xr.Dataset, sim: xr.Dataset, patch_size: int) -> np.ndarray:
+    """``(T, 2)`` posterior-mean gaze (stimulus px) of an E-step that knows the truth:
+    the simulator's fields and biases, and its tracker σ, gain and offset."""
+    data = GazeData.from_dataset(session, torch.device("cpu"), torch.float64)
+    n_units = sim.sizes["unit"]
+    resp = PoissonLN(n_units, patch_size, n_lags=sim.sizes["lag"]).double()
+    with torch.no_grad():
+        resp.rf.copy_(torch.as_tensor(sim["true_rf"].values))
+        resp.bias.copy_(torch.as_tensor(sim["true_bias"].values))
+    gain = torch.as_tensor(sim.attrs["true_gain"], dtype=torch.float64).reshape(2, 2)
+    tracker = TrackerModel(
+        sigma=float(sim.attrs["true_sigma_px"]),
+        gain=gain,
+        offset=torch.as_tensor(sim.attrs["true_offset_px"], dtype=torch.float64),
+    )
+    from gazeem.gaze.build import build_tracker
+
+    grid, *_ = build_tracker(
+        data,
+        "oracle",
+        grid_margin_px=0,
+        sigma_init=3.0,
+        learn_sigma=False,
+        learn_gain=False,
+        offset="zero",
+    )
+    settings = ProblemSettings(window=WindowSettings(k=4.0))
+    prob = FixationProblem(data, grid, tracker, UniformPrior(grid.n_cells), resp, None, settings)
+    return prob.e_step().posterior.per_bin(data, tracker)["mean"]

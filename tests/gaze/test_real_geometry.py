@@ -1,0 +1,116 @@
+"""Issue 13: real experimental geometry, judged against oracles that know the truth.
+
+Each session is 2 minutes at 60 Hz with 48 units at 8–30 Hz, written to NWB with pynwb
+and ingested from that file (:mod:`tests.gaze.realistic`), then fitted with the defaults
+but for the patch size. The fields sit off the reported gaze point, the tracker has a
+calibration offset, and the gaze wanders off the stimulus centre.
+"""
+
+import numpy as np
+import pytest
+
+from gazeem.coords import StimulusGeometry
+from gazeem.gaze.estimator import GazeEM
+from tests.conftest import FIELDS, make_session
+from tests.gaze.realistic import oracle_gaze, oracle_tracker, rms, through_nwb, true_px
+
+IDENTITY = ((1.0, 0.0), (0.0, 1.0))
+TWO_MINUTES = dict(
+    n_bins=7200,
+    n_units=48,
+    patch_size=20,
+    rate_hz=(8.0, 30.0),
+    tracker_gain=IDENTITY,
+    tracker_offset_px=(5.0, -4.0),
+    tracker_sigma_px=3.0,
+    ppd=20.0,
+    **FIELDS,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def fit(session):
+    return GazeEM(patch_size=20, max_iter=60, device="cpu").fit(session)
+
+
+def raw_px(session) -> np.ndarray:
+    return StimulusGeometry.from_dataset(session).deg_to_px(session["eye"].values)
+
+
+@pytest.fixture(scope="module")
+def offset_session(tmp_path_factory):
+    """Fields 7.8 px from the reported gaze point (6 right, 5 up), a (5, -4) px offset.
+
+    The gain's precision is bounded by σ / (gaze SD · √fixations) whatever the method: with
+    the gaze uniform over ±45 px (SD 26 px) and ~470 fixations of 8-20 bins that is 0.005,
+    so the issue's 2% is 4 standard errors (at ±20 px and 300 fixations it was 1.3).
+    """
+    sim = make_session(
+        "small",
+        seed=1,
+        **TWO_MINUTES,
+        stim_rows=128,
+        stim_cols=128,
+        rf_offset_px=(6.0, -5.0),
+        gaze_range_px=45.0,
+        fixation_bins=(8, 20),
+    )
+    session = through_nwb(sim, tmp_path_factory.mktemp("offset"))
+    return sim, session, fit(session)
+
+
+def test_tracker_gain_and_sigma_come_out_right(offset_session):
+    _, session, est = offset_session
+    a_oracle, _, sigma_oracle = oracle_tracker(session)
+    # the bound first: the oracle regression on the true gaze reaches the issue's 2%
+    np.testing.assert_allclose(a_oracle, IDENTITY, atol=0.02)
+    np.testing.assert_allclose(est.gain_, IDENTITY, atol=0.02)
+    assert est.sigma_ == pytest.approx(3.0, rel=0.10)
+    assert est.sigma_ == pytest.approx(sigma_oracle, rel=0.05)
+    assert est.converged_ and est.n_iter_ < 40
+    assert np.max(est.gain_se_) < 0.01
+
+
+def test_offset_and_gaze_like_an_oracle(offset_session):
+    sim, session, est = offset_session
+    truth = true_px(session)
+    fitted = est.gaze_per_bin()["mean"]
+    oracle = oracle_gaze(session, sim, 20)
+    assert rms(fitted, truth) <= 1.5 * rms(oracle, truth), (rms(fitted, truth), rms(oracle, truth))
+    # the absolute gaze: the fields gauge puts b within half a pixel of the truth
+    np.testing.assert_allclose(est.offset_, [5.0, -4.0], atol=0.5)
+    raw = np.where(np.isfinite(fitted), raw_px(session), np.nan)
+    assert rms(fitted, truth) < 0.2 * rms(raw, truth)
+
+
+def test_parafoveal_fixation_spot(tmp_path):
+    """Fields 3 deg right of and 1 deg above the fovea (60, 20 px at 20 px/deg); the
+    stimulus sits over the fields, the eye on a fixation spot (±4 px) with drift and
+    microsaccades between fixations of 0.3–1 s."""
+    sim = make_session(
+        "small",
+        seed=2,
+        **TWO_MINUTES,
+        stim_rows=64,
+        stim_cols=64,
+        rf_offset_px=(60.0, -20.0),
+        gaze_range_px=4.0,
+        fixation_bins=(20, 60),
+        saccade_bins=(1, 2),
+        drift_px_per_bin=0.1,
+    )
+    session = through_nwb(sim, tmp_path)
+    # the gaze is off the stimulus: only the fields' region lies on it
+    off = np.abs(raw_px(session) - np.asarray(StimulusGeometry.from_dataset(session).center_px))
+    assert np.nanmean((off > 32).any(axis=1)) > 0.9
+    with pytest.warns(UserWarning, match="gain is poorly determined"):
+        est = fit(session)
+    truth = true_px(session)
+    fitted = est.gaze_per_bin()["mean"]
+    oracle = oracle_gaze(session, sim, 20)
+    assert rms(fitted, truth) <= 1.5 * rms(oracle, truth), (rms(fitted, truth), rms(oracle, truth))
+    raw = np.where(np.isfinite(fitted), raw_px(session), np.nan)
+    assert rms(fitted, truth) < 0.3 * rms(raw, truth)
+    # a fixation spot cannot teach a gain: the fit says so
+    assert np.max(est.gain_se_) > 0.05
