@@ -104,3 +104,15 @@ def oracle_gaze(session: xr.Dataset, sim: xr.Dataset, patch_size: int) -> np.nda
     settings = ProblemSettings(window=WindowSettings(k=4.0))
     prob = FixationProblem(data, grid, tracker, UniformPrior(grid.n_cells), resp, None, settings)
     return prob.e_step().posterior.per_bin(data, tracker)["mean"]
+
+
+def coverage(mean: np.ndarray, sd: np.ndarray, truth: np.ndarray, z: float) -> float:
+    """Fraction of (bin, axis) pairs whose truth lies within ``mean ± z·sd``."""
+    ok = np.isfinite(mean).all(1)
+    return float((np.abs(mean[ok] - truth[ok]) <= z * sd[ok]).mean())
+
+
+def sd_over_error(mean: np.ndarray, sd: np.ndarray, truth: np.ndarray) -> float:
+    """Median posterior SD over the per-axis RMS error (1 when the SD is honest)."""
+    ok = np.isfinite(mean).all(1)
+    return float(np.median(sd[ok]) / np.sqrt(((mean[ok] - truth[ok]) ** 2).mean()))

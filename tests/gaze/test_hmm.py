@@ -164,7 +164,7 @@ def test_no_drift_and_independent_fixations_is_the_per_fixation_model():
     kw = dict(HMM_FIT, max_iter=2, tol=0, dtype="float64", mstep_max_cells=10_000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fix = GazeEM(**kw).fit(ds)
+        fix = GazeEM(**kw, latent="fixation").fit(ds)
         hmm = GazeEM(
             **kw,
             latent="bin",
@@ -222,7 +222,7 @@ def test_drift_is_recovered_per_bin():
     kw = dict(HMM_FIT, max_iter=30, sigma_init=2.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fix = GazeEM(**kw).fit(ds)
+        fix = GazeEM(**kw, latent="fixation").fit(ds)
         hmm = GazeEM(**kw, latent="bin").fit(ds)
     e_fix, e_hmm = per_bin_rms(fix, ds), per_bin_rms(hmm, ds)
     # measured: 1.56 px per fixation, 0.60 px per bin, sigma_drift 0.44 px

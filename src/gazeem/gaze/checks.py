@@ -9,6 +9,7 @@ no tracker has (a flipped or swapped axis, a wrong ppd).
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 
 import numpy as np
@@ -159,4 +160,48 @@ def gain_note(se: np.ndarray, n_fix: int) -> str:
         f"{np.max(se):.3f} > {MAX_GAIN_SE}) because the gaze spreads little over {n_fix} "
         "fixations (a fixation task?); its entries are noise more than calibration. Set "
         "learn_gain: false, or add calibration fixations on spread-out targets."
+    )
+
+
+#: the per-fixation latent holds the gaze still within a fixation; once the drift about a
+#: fixation's mean (2-D RMS) reaches a cell's own spread, sqrt(2/12) px, ignoring it costs
+#: as much as the grid does, and ``latent: auto`` takes the per-bin chain
+DRIFT_RMS_FOR_BIN = math.sqrt(2 / 12)
+
+
+def within_fixation_drift(data) -> tuple[float, float]:
+    """``(drift RMS px, median fixation bins)`` from the tracker trace.
+
+    The mean squared displacement of the reading between bins of one fixation, at lags 1
+    and 5: white tracker jitter adds the same to both, a random walk ``lag`` times its step
+    variance, so ``(MSD(5) − MSD(1)) / 4`` is the drift's step variance (2-D). A random walk
+    of ``n`` steps spreads about its mean by ``sqrt(step variance · n / 6)``.
+    """
+    eye = np.asarray(data.eye_px, dtype=np.float64)
+    fix = data.fixation.cpu().numpy()
+    counts = np.bincount(fix[fix >= 0])
+    n = float(np.median(counts[counts > 0])) if (counts > 0).any() else 0.0
+
+    def msd(lag: int) -> float:
+        same = (fix[:-lag] == fix[lag:]) & (fix[:-lag] >= 0)
+        d = (eye[lag:] - eye[:-lag])[same]
+        d = d[np.isfinite(d).all(1)]
+        return float((d**2).sum(1).mean()) if len(d) else np.nan
+
+    step_var = (msd(5) - msd(1)) / 4
+    if not np.isfinite(step_var):
+        return 0.0, n
+    return math.sqrt(max(step_var, 0.0) * n / 6), n
+
+
+def choose_latent(data, estep: str, prior: str) -> tuple[str, str]:
+    """``latent: auto``: the latent for these data, and why (recorded in the fit)."""
+    if estep != "exact" or prior == "counts":
+        return "fixation", f"auto: estep={estep}, prior={prior} need the per-fixation latent"
+    rms, n = within_fixation_drift(data)
+    verdict = "bin" if rms >= DRIFT_RMS_FOR_BIN else "fixation"
+    cmp = ">=" if verdict == "bin" else "<"
+    return verdict, (
+        f"auto: the tracker trace drifts {rms:.2f} px RMS about a fixation's mean (median "
+        f"fixation {n:.0f} bins), {cmp} {DRIFT_RMS_FOR_BIN:.2f} px (a cell's own spread)"
     )

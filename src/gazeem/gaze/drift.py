@@ -26,7 +26,7 @@ from gazeem.em.estep import prune_support
 from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
-from gazeem.gaze.posterior import GazePosterior, to_bins
+from gazeem.gaze.posterior import CELL_VARIANCE, GazePosterior, to_bins
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.windows import Windows, expected_positions
 from gazeem.models.observation import TrackerModel, TrackerStats
@@ -203,7 +203,8 @@ class DriftProblem:
             mean = torch.einsum("nk,nki->ni", gamma, p_)
             var = torch.einsum("nk,nki->ni", gamma, p_**2) - mean**2
             bin_mean[lo:hi] = mean.cpu()
-            bin_sd[lo:hi] = var.clamp_min(0).sqrt().cpu()
+            cell = CELL_VARIANCE * (~self.data.is_calibration.to(f.device)[f])[:, None]
+            bin_sd[lo:hi] = (var.clamp_min(0) + cell).sqrt().cpu()
             bin_map[lo:hi] = p_[torch.arange(hi - lo), gamma.argmax(1)].cpu()
             m = mid_of[lo:hi]
             at = m >= 0

@@ -10,7 +10,6 @@ data.
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
 
@@ -22,13 +21,18 @@ from gazeem.device import cpu_model, resolve_device, resolve_dtype
 from gazeem.em.engine import EMState, run_em
 from gazeem.errors import GazeemError, NotFittedError
 from gazeem.gaze.build import build_cell_prior, build_response, build_tracker
-from gazeem.gaze.checks import assess_gain, check_data, check_gain
+from gazeem.gaze.checks import assess_gain, check_data, check_gain, choose_latent
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.drift import DriftProblem
 from gazeem.gaze.fit import GazeFit, build_fit, move_gauge, rf_and_bias
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.gauge import subpixel_gauge
-from gazeem.gaze.settings import PARAMETER_CONSTRAINTS, ProblemSettings, check_settings
+from gazeem.gaze.settings import (
+    PARAMETER_CONSTRAINTS,
+    ProblemSettings,
+    check_rules,
+    check_settings,
+)
 from gazeem.gaze.windows import expected_positions
 from gazeem.models.response import ResponseModel
 
@@ -63,7 +67,9 @@ class GazeEM:
     latent
         ``"fixation"``: one gaze cell per fixation (:mod:`gazeem.gaze.fixation`), or
         ``"bin"``: a gaze cell per bin, linked over time by fixational drift and by the
-        tracker's measured saccade displacements (:mod:`gazeem.gaze.drift`).
+        tracker's measured saccade displacements (:mod:`gazeem.gaze.drift`); ``"auto"``:
+        ``bin`` when the tracker trace drifts within fixations by a cell's spread or more
+        (:func:`gazeem.gaze.checks.choose_latent`; the fit records which and why).
     prior
         The cell prior: ``"uniform"``, ``"weights"`` (fixed ``prior_weights`` over the
         grid) or ``"counts"`` (learned cell frequencies, the reference notes'
@@ -163,7 +169,7 @@ class GazeEM:
         learn_sigma: bool = True,
         learn_gain: bool = True,
         offset: str = "auto",
-        latent: str = "fixation",
+        latent: str = "auto",
         prior: str = "uniform",
         prior_weights=None,
         prior_pseudocount: float = 1.0,
@@ -255,28 +261,7 @@ class GazeEM:
     def _check_params(self) -> None:
         """Each setting against :data:`PARAMETER_CONSTRAINTS`, then the rules between them."""
         check_settings(self.get_params())
-        if self.window_max < self.window_min:
-            raise GazeemError(
-                f"need window_min <= window_max, got {self.window_min}, {self.window_max}."
-            )
-        if self.estep == "fast" and self.response_model is not None:
-            raise GazeemError("estep='fast' needs the built-in PoissonLN response model.")
-        if self.prior == "weights" and self.prior_weights is None:
-            raise GazeemError(
-                "prior='weights' needs prior_weights of shape (grid_rows, grid_cols)."
-            )
-        if self.latent == "bin" or self.prior == "hmm":
-            if self.estep != "exact":
-                raise GazeemError("latent='bin' needs estep='exact'.")
-            if self.prior == "counts":
-                raise GazeemError(
-                    "latent='bin' takes prior 'uniform' or 'weights' (its reset distribution); "
-                    "learned 'counts' are not refitted along the chain."
-                )
-            if math.isinf(self.sigma_sacc_init) and self.learn_sigma_sacc:
-                raise GazeemError(
-                    "sigma_sacc_init=inf (independent fixations) needs learn_sigma_sacc=False."
-                )
+        check_rules(self.get_params())
 
     def _latent_and_prior(self) -> tuple[str, str]:
         """``(latent, cell prior)``; reads the deprecated ``prior="hmm"`` as ``latent="bin"``."""
@@ -315,7 +300,11 @@ class GazeEM:
             learn_gain=self.learn_gain,
         )
         name = session.attrs.get("session", "session")
+        reason = f"set: latent={latent}"
+        if latent == "auto":
+            latent, reason = choose_latent(data, self.estep, cell_prior)
         fit = self._fit_data(data, name, where, latent, cell_prior)
+        fit.latent_reason = reason
         fit.provenance = {
             "device": str(device),
             "num_threads": torch.get_num_threads(),

@@ -50,6 +50,8 @@ class GazeFit:
     sigma_sacc: float | None = None
     #: ``(x, y)`` px the gaze moved after EM to centre the fields exactly (``offset: fields``)
     gauge_shift: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    #: which latent was used and why (``latent: auto`` measures the trace's drift)
+    latent_reason: str = ""
     #: ``(2,)`` standard error of the gain's columns (NaN when the gain is not learned)
     gain_se: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
     provenance: dict = field(default_factory=dict)

@@ -19,6 +19,12 @@ from gazeem.gaze.data import GazeData
 from gazeem.gaze.windows import Windows
 from gazeem.models.observation import TrackerModel
 
+#: variance of a position spread evenly over one cell, px² per axis. The response sees the
+#: patch cut at a cell, so within a cell the likelihood is flat: the continuous gaze given
+#: a cell is uniform over it, and the posterior SD adds this to the spread between cells
+#: (calibration fixations, pinned to a known target, add nothing)
+CELL_VARIANCE = 1.0 / 12.0
+
 
 @dataclass(frozen=True)
 class GazePosterior:
@@ -34,6 +40,7 @@ class GazePosterior:
         pos = data.pin_calibration(self.windows.cells.cpu().to(torch.float64), centered=False)
         mean = torch.einsum("fk,fki->fi", q, pos)
         var = torch.einsum("fk,fki->fi", q, pos**2) - mean**2
+        var = var.clamp_min(0) + CELL_VARIANCE * (~data.is_calibration)[:, None]
         amax = q.argmax(dim=1)
         map_ = pos[torch.arange(pos.shape[0]), amax]
         entropy = -(q * self.log_q.cpu().clamp_min(-1e300)).nan_to_num().sum(1)
@@ -44,7 +51,7 @@ class GazePosterior:
         )
         return {
             "mean": mean.numpy(),
-            "sd": var.clamp_min(0).sqrt().numpy(),
+            "sd": var.sqrt().numpy(),
             "map": map_.numpy(),
             "entropy": entropy.numpy(),
             "window_mass": tr.numpy(),

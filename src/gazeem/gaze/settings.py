@@ -122,7 +122,7 @@ PARAMETER_CONSTRAINTS: dict[str, dict] = {
     "learn_sigma": _BOOL,
     "learn_gain": _BOOL,
     "offset": {"type": "string", "enum": ["auto", "zero", "calibration", "fields"]},
-    "latent": {"type": "string", "enum": ["fixation", "bin"]},
+    "latent": {"type": "string", "enum": ["auto", "fixation", "bin"]},
     "prior": {"type": "string", "enum": ["uniform", "weights", "counts", "hmm"]},
     "prior_weights": {"type": ["array", "null"]},
     "prior_pseudocount": {"type": "number", "exclusiveMinimum": 0},
@@ -187,3 +187,27 @@ def check_settings(params: dict) -> None:
             jsonschema.validate(value, rule)
         except jsonschema.ValidationError:
             raise GazeemError(f"{name} must be {describe(rule)}, got {value!r}.") from None
+
+
+def check_rules(p: dict) -> None:
+    """The rules between settings (``p``: every hyperparameter of ``GazeEM``)."""
+    if p["window_max"] < p["window_min"]:
+        raise GazeemError(
+            f"need window_min <= window_max, got {p['window_min']}, {p['window_max']}."
+        )
+    if p["estep"] == "fast" and p["response_model"] is not None:
+        raise GazeemError("estep='fast' needs the built-in PoissonLN response model.")
+    if p["prior"] == "weights" and p["prior_weights"] is None:
+        raise GazeemError("prior='weights' needs prior_weights of shape (grid_rows, grid_cols).")
+    if p["latent"] == "bin" or p["prior"] == "hmm":
+        if p["estep"] != "exact":
+            raise GazeemError("latent='bin' needs estep='exact'.")
+        if p["prior"] == "counts":
+            raise GazeemError(
+                "latent='bin' takes prior 'uniform' or 'weights' (its reset distribution); "
+                "learned 'counts' are not refitted along the chain."
+            )
+    if p["latent"] != "fixation" and math.isinf(p["sigma_sacc_init"]) and p["learn_sigma_sacc"]:
+        raise GazeemError(
+            "sigma_sacc_init=inf (independent fixations) needs learn_sigma_sacc=False."
+        )

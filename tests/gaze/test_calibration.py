@@ -1,0 +1,53 @@
+"""Issue 14: a posterior SD a scientist can trust, checked against the truth.
+
+A 2-minute session with fixational drift (0.15 px per bin), 48 units, written to NWB and
+ingested, fitted with the per-bin latent (``latent: bin``). The SD of each bin's
+posterior includes the spread within a cell (the response sees the patch cut at a cell,
+so the continuous gaze given a cell is uniform over it): without it the 95% interval
+covered 49% of bins, the 68% interval 29%.
+"""
+
+import numpy as np
+import pytest
+
+from gazeem.gaze.estimator import GazeEM
+from tests.conftest import FIELDS, make_session
+from tests.gaze.realistic import coverage, oracle_gaze, rms, sd_over_error, through_nwb, true_px
+
+pytestmark = pytest.mark.slow
+
+
+def test_per_bin_intervals_cover_the_truth(tmp_path):
+    sim = make_session(
+        "small",
+        seed=1,
+        n_bins=7200,
+        n_units=48,
+        patch_size=20,
+        rate_hz=(8.0, 30.0),
+        tracker_gain=((1.0, 0.0), (0.0, 1.0)),
+        tracker_offset_px=(5.0, -4.0),
+        tracker_sigma_px=3.0,
+        ppd=20.0,
+        stim_rows=128,
+        stim_cols=128,
+        rf_offset_px=(6.0, -5.0),
+        gaze_range_px=45.0,
+        fixation_bins=(8, 20),
+        drift_px_per_bin=0.15,
+        **FIELDS,
+    )
+    session = through_nwb(sim, tmp_path)
+    est = GazeEM(patch_size=20, latent="bin", max_iter=60, device="cpu").fit(session)
+    truth = true_px(session)
+    g = est.gaze_per_bin()
+    mean, sd = g["mean"], g["sd"]
+    # measured: 96.6% and 66.5%, median SD 0.91 of the per-axis RMS error
+    assert 0.90 <= coverage(mean, sd, truth, 1.96) <= 0.98
+    assert 0.60 <= coverage(mean, sd, truth, 1.0) <= 0.76
+    assert 1 / 1.5 <= sd_over_error(mean, sd, truth) <= 1.5
+    # with drift the per-bin chain beats an E-step that knows the truth but holds the
+    # gaze still within a fixation (measured 0.48 against 0.62 px)
+    assert rms(mean, truth) < rms(oracle_gaze(session, sim, 20), truth)
+    assert est.converged_ and est.n_iter_ < 40
+    assert np.isfinite(mean).mean() > 0.5

@@ -1,0 +1,47 @@
+"""``latent: auto`` (issue 18): the per-bin chain where the eye moves within fixations."""
+
+import math
+
+import pytest
+import torch
+
+from gazeem.gaze.checks import DRIFT_RMS_FOR_BIN, choose_latent, within_fixation_drift
+from gazeem.gaze.data import GazeData
+from gazeem.gaze.estimator import GazeEM
+from tests.conftest import make_session
+
+
+def data_of(session):
+    return GazeData.from_dataset(session, torch.device("cpu"), torch.float32)
+
+
+@pytest.mark.parametrize("drift", [0.15, 0.3, 0.5])
+def test_drift_is_measured_through_tracker_jitter(drift):
+    """A random walk of step ``d`` per axis over ``n`` bins spreads about its mean by
+    ``sqrt(2 d² n / 6)`` (2-D); the reading's white jitter (0.3 px a bin) must not count."""
+    s = make_session("small", seed=3, n_bins=4000, drift_px_per_bin=drift, tracker_jitter_px=0.3)
+    rms, n = within_fixation_drift(data_of(s))
+    assert rms == pytest.approx(math.sqrt(2 * drift**2 * n / 6), rel=0.2)
+
+
+def test_auto_takes_the_chain_only_where_the_eye_moves():
+    still = data_of(make_session("small", seed=3, drift_px_per_bin=0.0, tracker_jitter_px=0.5))
+    moving = data_of(make_session("small", seed=3, drift_px_per_bin=0.3))
+    assert within_fixation_drift(still)[0] < 0.1 < DRIFT_RMS_FOR_BIN
+    assert choose_latent(still, "exact", "uniform")[0] == "fixation"
+    latent, why = choose_latent(moving, "exact", "uniform")
+    assert latent == "bin" and "drifts 0.8" in why
+    # the chain needs the exact E-step and a fixed prior: auto falls back and says so
+    latent, why = choose_latent(moving, "fast", "uniform")
+    assert latent == "fixation" and "estep=fast" in why
+
+
+def test_the_fit_records_which_latent_and_why():
+    s = make_session("tiny", seed=1)
+    est = GazeEM(patch_size=4, max_iter=1, device="cpu", learn_gain=False).fit(s)
+    ds = est.to_dataset(s)
+    assert ds.attrs["latent"] == est.latent_ == "fixation"
+    assert ds.attrs["latent_reason"].startswith("auto: the tracker trace drifts")
+    est = GazeEM(patch_size=4, max_iter=1, device="cpu", latent="fixation", learn_gain=False)
+    est.fit(s)
+    assert est.to_dataset(s).attrs["latent_reason"] == "set: latent=fixation"
