@@ -81,7 +81,7 @@ class DriftProblem:
         settings: ProblemSettings,
     ) -> None:
         self.base = FixationProblem(data, grid, tracker, cell_prior, response, gen, settings)
-        self.data, self.tracker, self.cell_prior = data, tracker, cell_prior
+        self.data, self.tracker, self.cell_prior, self.grid = data, tracker, cell_prior, grid
         self.response, self.settings = response, settings
         self.batches = self.base.batches
         self.n_observations = self.base.n_observations
@@ -154,7 +154,7 @@ class DriftProblem:
             with torch.no_grad():
                 crops = self.batches.crops_of(win, bins, f)
                 ll = window_ll(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
-            out = ll.reshape(hi - lo, -1).to(torch.float64)
+            out = self.base.weighted(ll.reshape(hi - lo, -1).to(torch.float64), bins)
             m = mid_of[lo:hi]
             at = m >= 0
             out[at] += log_tr[m[at]]

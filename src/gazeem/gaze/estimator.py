@@ -24,9 +24,10 @@ from gazeem.gaze.build import build_cell_prior, build_response, build_tracker
 from gazeem.gaze.checks import assess_gain, check_data, check_gain, choose_latent
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.drift import DriftProblem
-from gazeem.gaze.fit import GazeFit, build_fit, move_gauge, rf_and_bias
+from gazeem.gaze.fit import GazeFit, build_fit, fall_back_to_trace, move_gauge, rf_and_bias
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.gauge import subpixel_gauge
+from gazeem.gaze.heldout import heldout_comparison
 from gazeem.gaze.settings import (
     PARAMETER_CONSTRAINTS,
     ProblemSettings,
@@ -124,6 +125,10 @@ class GazeEM:
         Working memory per E-step chunk, and for caching M-step patches, MiB.
     random_state
         Seed for Monte-Carlo draws.
+    heldout_check
+        After EM, score the corrected gaze against the raw trace on held-out units and
+        fixations (:mod:`gazeem.gaze.heldout`); where the correction is not supported, warn
+        and report the tracker's own estimate with its error instead.
     frames_in_memory
         Load the stimulus into memory (``True``), read the frames each chunk needs from
         the (lazily opened) dataset (``False``), or decide by size (``"auto"``: in memory
@@ -197,6 +202,7 @@ class GazeEM:
         chunk_mb: int = 256,
         cache_mb: int = 1024,
         random_state: int = 0,
+        heldout_check: bool = True,
         frames_in_memory: str | bool = "auto",
         response_model: ResponseModel | None = None,
         progress: bool = False,
@@ -238,6 +244,7 @@ class GazeEM:
         self.chunk_mb = chunk_mb
         self.cache_mb = cache_mb
         self.random_state = random_state
+        self.heldout_check = heldout_check
         self.frames_in_memory = frames_in_memory
         self.response_model = response_model
         self.progress = progress
@@ -388,6 +395,10 @@ class GazeEM:
         if offset_mode == "fields":
             # EM may let the fields drift along the gauge's flat direction: centre them exactly
             fit = move_gauge(fit, subpixel_gauge(response, tracker), tracker, response)
+        if self.heldout_check:
+            fit.heldout = heldout_comparison(problem, torch.round(z0).long(), fit.gaze["mean"])
+            if fit.heldout is not None and not fit.heldout.supported:
+                fit = fall_back_to_trace(fit, data, z0, self.sigma_init, where)
         return fit
 
     def _set_fitted(self, fit: GazeFit) -> None:

@@ -76,6 +76,9 @@ class FixationProblem:
         self.n_observations = int(data.fit_bins.numel())
         self._drawn_keys: torch.Tensor | None = None
         self.center_px = torch.as_tensor(data.geometry.center_px, dtype=torch.float64)
+        #: ``(T,)`` weight of each bin's response log-likelihood in the E-step (``None``: 1);
+        #: 0 leaves a bin's spikes out (:mod:`gazeem.gaze.heldout` infers gaze without them)
+        self.response_weight: torch.Tensor | None = None
 
     # E-step ------------------------------------------------------------------------------
     def e_step(self) -> EStep:
@@ -128,8 +131,8 @@ class FixationProblem:
         with torch.no_grad():
             for bins, f, crops in self.batches.window_crops(win, chunk):
                 positions = win.cells[f].to(d.counts.dtype)
-                ll = window_ll(crops, d.counts[bins], positions)
-                acc.index_add_(0, f, ll.reshape(bins.numel(), k).to(torch.float64))
+                ll = window_ll(crops, d.counts[bins], positions).reshape(bins.numel(), k)
+                acc.index_add_(0, f, self.weighted(ll.to(torch.float64), bins))
         return acc
 
     def window_loglik_fast(self, win: Windows, log_other: torch.Tensor) -> torch.Tensor:
@@ -158,7 +161,7 @@ class FixationProblem:
                 # Σ_n y_tn (k_n · x) = (Σ_n y_tn k_n) · x: one kernel per bin
                 kern = (d.counts[bins] @ rf.flatten(1)).reshape(t, lags, p, p)
                 lin = F.conv2d(crops.reshape(1, t * lags, r, r), kern, groups=t)
-                approx.index_add_(0, f, lin.reshape(t, k).to(torch.float64))
+                approx.index_add_(0, f, self.weighted(lin.reshape(t, k).to(torch.float64), bins))
         score = (approx + log_other).masked_fill(~win.support, -torch.inf)
         top = score.topk(min(int(self.settings.estep.fast_top_k), k), dim=1).indices
         keep = torch.zeros_like(win.support)
@@ -169,8 +172,15 @@ class FixationProblem:
         with torch.no_grad():
             for x, b, z, pf, pk in self.batches.pair_chunks(keep, win.cells):
                 ll = resp.log_likelihood(x, self.data.counts[b], z).to(torch.float64)
-                exact.index_put_((pf, pk), ll, accumulate=True)
+                exact.index_put_((pf, pk), self.weighted(ll, b), accumulate=True)
         return exact
+
+    def weighted(self, ll: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """``ll (M, ...)`` of ``bins (M,)`` times :attr:`response_weight`."""
+        if self.response_weight is None:
+            return ll
+        w = self.response_weight.to(ll)[bins]
+        return ll * w.reshape(-1, *([1] * (ll.dim() - 1)))
 
     def tracker_positions(self, win: Windows) -> torch.Tensor:
         """``(F, K, 2)`` centred-pixel positions for the tracker term (targets at calibration)."""

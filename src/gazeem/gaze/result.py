@@ -232,6 +232,7 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         "offset_mode": fit.offset_mode,
         "gauge_shift_px": [float(v) for v in fit.gauge_shift],
         "gain_se": [float(v) for v in fit.gain_se],
+        **heldout_attrs(fit),
         "loglik_raw_trace": float(fit.loglik_raw),
         "loglik_corrected": float(fit.loglik_corrected),
         "n_spikes": int(fit.n_spikes),
@@ -244,6 +245,20 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         "stim_center_y_deg": float(geom.center_deg[1]),
         "rf_x_deg": float(geom.rf_offset_deg[0]),
         "rf_y_deg": float(geom.rf_offset_deg[1]),
+    }
+
+
+def heldout_attrs(fit: GazeFit) -> dict:
+    """The held-out comparison of the corrected gaze with the raw trace (NaN: not run)."""
+    h = fit.heldout
+    nan = float("nan")
+    return {
+        "heldout_loglik_raw": nan if h is None else h.loglik_raw,
+        "heldout_loglik_corrected": nan if h is None else h.loglik_corrected,
+        "heldout_bits_per_spike": nan if h is None else h.bits_per_spike,
+        "heldout_z": nan if h is None else h.z,
+        "correction_supported": -1 if h is None else int(h.supported),
+        "correction_note": fit.correction_note,
     }
 
 

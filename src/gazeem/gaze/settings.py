@@ -151,6 +151,7 @@ PARAMETER_CONSTRAINTS: dict[str, dict] = {
     "chunk_mb": _POSITIVE_INT,
     "cache_mb": {"type": "integer", "minimum": 0},
     "random_state": {"type": "integer"},
+    "heldout_check": _BOOL,
 }
 
 
