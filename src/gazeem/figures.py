@@ -234,6 +234,21 @@ def fig_loglik(fit: xr.Dataset):
     ax.set_ylabel("log-likelihood gain over iteration 0 (nats)")
     conv = "converged" if int(fit.attrs.get("converged", 0)) else "not converged"
     ax.set_title(f"Marginal log-likelihood ({conv}, {int(fit.attrs.get('n_iter', 0))} iterations)")
+    bits = float(fit.attrs.get("heldout_bits_per_spike", np.nan))
+    if np.isfinite(bits):
+        ok = int(fit.attrs.get("correction_supported", -1)) == 1
+        verdict = "supported" if ok else "NOT supported: raw trace reported"
+        ax.text(
+            0.98,
+            0.04,
+            f"held-out, corrected vs raw trace:\n{bits:+.4f} bits/spike, "
+            f"z = {float(fit.attrs['heldout_z']):.1f} ({verdict})",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=5.5,
+            color="0.2" if ok else "#b2182b",
+        )
     return fig
 
 

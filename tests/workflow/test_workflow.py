@@ -35,6 +35,8 @@ def test_dry_run_of_the_shipped_config(tmp_path):
         "simulate": 3,
         "ingest": 3,
         "fit": 3,
+        "locate_fields": 3,
+        "figures_fields": 3,
         "export_nwb": 3,
         "figures_session": 3,
         "aggregate": 1,
