@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tests.conftest import make_session
 from tests.oracles import reference_window_loglik
 
@@ -41,6 +42,14 @@ def workload(
     return prob, win
 
 
+def unfused_window_log_likelihood(resp, crops, y, positions):
+    """The exact E-step's likelihood as it was before issue 19: ``y·g − exp(g)`` formed
+    over ``(T, N, W, W)`` and summed over units (six passes over the drive)."""
+    g = F.conv2d(crops, resp.rf) + resp.bias[None, :, None, None]
+    ll = (y[:, :, None, None] * g - torch.exp(g)).sum(1)
+    return ll - torch.lgamma(y + 1).sum(1)[:, None, None]
+
+
 def posterior(prob, win, resp_ll):
     other = prob.tracker.log_prob(prob.data.fix_reading, prob.tracker_positions(win)).to(resp_ll)
     log_q = torch.log_softmax(resp_ll + other, dim=1)
@@ -60,6 +69,16 @@ def run(device: str = "cpu") -> dict:
 
     t_exact = best_time(lambda: prob.window_loglik(win), repeat=2)
     exact = prob.window_loglik(win)
+    # side by side: the same E-step with the unfused likelihood
+    fused = prob.window_ll
+
+    def unfused():
+        return lambda c, y, z: unfused_window_log_likelihood(prob.response, c, y, z)
+
+    prob.window_ll = unfused
+    t_unfused = best_time(lambda: prob.window_loglik(win), repeat=2)
+    unfused_ll = prob.window_loglik(win)
+    prob.window_ll = fused
 
     # the reference on the first fixations (it is slow), scaled per bin
     n_sub = 60
@@ -93,6 +112,13 @@ def run(device: str = "cpu") -> dict:
         "exact_s": t_exact,
         "exact_gflops": flops / t_exact / 1e9,
         "exact_fraction_of_peak": flops / t_exact / 1e9 / peak,
+        "exact_unfused_s": t_unfused,
+        "exact_unfused_fraction_of_peak": flops / t_unfused / 1e9 / peak,
+        "fused_vs_unfused_max_loglik_diff_per_bin": float(
+            (
+                (exact - unfused_ll).abs() / torch.bincount(data.fixation[data.fit_bins])[:, None]
+            ).max()
+        ),
         "reference_s_per_bin": ref_per_bin,
         "reference_s_full_estimate": ref_per_bin * t_bins,
         "speedup_exact_vs_reference": ref_per_bin * t_bins / t_exact,
@@ -111,6 +137,12 @@ def markdown(r: dict) -> str:
             "time (s)": r["exact_s"],
             "GFLOP/s": r["exact_gflops"],
             "vs reference": r["speedup_exact_vs_reference"],
+        },
+        {
+            "E-step": "exact, unfused likelihood (before issue 19)",
+            "time (s)": r["exact_unfused_s"],
+            "GFLOP/s": r["exact_gflops"] * r["exact_s"] / r["exact_unfused_s"],
+            "vs reference": r["speedup_exact_vs_reference"] * r["exact_s"] / r["exact_unfused_s"],
         },
         {
             "E-step": "straightforward reference",
