@@ -236,14 +236,24 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     counts = np.zeros((cfg.n_bins, cfg.n_units), dtype=np.int32)
     zi = np.rint(gaze_px + rf_off).astype(np.int64)  # the patch: at gaze + offset
     frame_t = torch.from_numpy(frame.astype(np.int64))
+    drive = np.zeros((cfg.n_bins, cfg.n_units))
     for start in range(0, cfg.n_bins, 2048):
         bins = torch.arange(start, min(start + 2048, cfg.n_bins))
         fidx = lagged_frame_index(frame_t, bins, cfg.n_lags)
         top = torch.from_numpy(zi[bins.numpy(), 1] - p // 2)
         left = torch.from_numpy(zi[bins.numpy(), 0] - p // 2)
         x = gather_crops(frames, fidx, top, left, p)
-        drive = (x.flatten(1) @ rf_t.flatten(1).T).double().numpy() + bias
-        counts[bins.numpy()] = rng.poisson(np.exp(drive))
+        drive[bins.numpy()] = (x.flatten(1) @ rf_t.flatten(1).T).double().numpy()
+    if cfg.stimulus == "images":
+        # photographs have far more power at a field's low frequencies than white noise:
+        # each field is scaled so that its drive has SD rf_norm over the session, as it
+        # has under unit-variance noise (otherwise rates reach thousands of spikes a bin)
+        scale = cfg.rf_norm / np.maximum(drive.std(axis=0), 1e-12)
+        drive *= scale
+        rfs *= scale[:, None, None, None]
+    for start in range(0, cfg.n_bins, 2048):
+        stop = min(start + 2048, cfg.n_bins)
+        counts[start:stop] = rng.poisson(np.exp(drive[start:stop] + bias))
 
     # tracker: per-fixation error + per-sample jitter, affine gain and offset
     gain = np.asarray(cfg.tracker_gain, dtype=np.float64)
