@@ -25,6 +25,31 @@ from gazeem.ingest import ingest_session
 from gazeem.io.nwb import session_to_nwb
 from gazeem.io.sessions import SessionMeta
 from gazeem.models import PoissonLN, TrackerModel, UniformPrior
+from tests.conftest import FIELDS
+
+IDENTITY = ((1.0, 0.0), (0.0, 1.0))
+#: issue 13's sessions: 2 minutes at 60 Hz, 48 units at 8-30 Hz, 20 px fields, identity
+#: gain, a (5, -4) px calibration offset, 3 px tracker error per fixation
+TWO_MINUTES = dict(
+    n_bins=7200,
+    n_units=48,
+    patch_size=20,
+    rate_hz=(8.0, 30.0),
+    tracker_gain=IDENTITY,
+    tracker_offset_px=(5.0, -4.0),
+    tracker_sigma_px=3.0,
+    ppd=20.0,
+    **FIELDS,
+)
+#: fields 7.8 px from the reported gaze (6 right, 5 up), the gaze over ±45 px of a
+#: 128 px stimulus, ~470 fixations of 8-20 bins
+OFFSET_SESSION = dict(
+    stim_rows=128,
+    stim_cols=128,
+    rf_offset_px=(6.0, -5.0),
+    gaze_range_px=45.0,
+    fixation_bins=(8, 20),
+)
 
 
 def through_nwb(sim: xr.Dataset, folder: Path, **row) -> xr.Dataset:

@@ -11,32 +11,23 @@ import numpy as np
 import pytest
 
 from gazeem.gaze.estimator import GazeEM
-from tests.conftest import FIELDS, make_session
-from tests.gaze.realistic import coverage, oracle_gaze, rms, sd_over_error, through_nwb, true_px
+from tests.conftest import make_session
+from tests.gaze.realistic import (
+    OFFSET_SESSION,
+    TWO_MINUTES,
+    coverage,
+    oracle_gaze,
+    rms,
+    sd_over_error,
+    through_nwb,
+    true_px,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def test_per_bin_intervals_cover_the_truth(tmp_path):
-    sim = make_session(
-        "small",
-        seed=1,
-        n_bins=7200,
-        n_units=48,
-        patch_size=20,
-        rate_hz=(8.0, 30.0),
-        tracker_gain=((1.0, 0.0), (0.0, 1.0)),
-        tracker_offset_px=(5.0, -4.0),
-        tracker_sigma_px=3.0,
-        ppd=20.0,
-        stim_rows=128,
-        stim_cols=128,
-        rf_offset_px=(6.0, -5.0),
-        gaze_range_px=45.0,
-        fixation_bins=(8, 20),
-        drift_px_per_bin=0.15,
-        **FIELDS,
-    )
+    sim = make_session("small", seed=1, **TWO_MINUTES, **OFFSET_SESSION, drift_px_per_bin=0.15)
     session = through_nwb(sim, tmp_path)
     est = GazeEM(patch_size=20, latent="bin", max_iter=60, device="cpu").fit(session)
     truth = true_px(session)

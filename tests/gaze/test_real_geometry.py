@@ -11,8 +11,11 @@ import pytest
 
 from gazeem.coords import StimulusGeometry
 from gazeem.gaze.estimator import GazeEM
-from tests.conftest import FIELDS, make_session
+from tests.conftest import make_session
 from tests.gaze.realistic import (
+    IDENTITY,
+    OFFSET_SESSION,
+    TWO_MINUTES,
     coverage,
     oracle_gaze,
     oracle_tracker,
@@ -20,19 +23,6 @@ from tests.gaze.realistic import (
     sd_over_error,
     through_nwb,
     true_px,
-)
-
-IDENTITY = ((1.0, 0.0), (0.0, 1.0))
-TWO_MINUTES = dict(
-    n_bins=7200,
-    n_units=48,
-    patch_size=20,
-    rate_hz=(8.0, 30.0),
-    tracker_gain=IDENTITY,
-    tracker_offset_px=(5.0, -4.0),
-    tracker_sigma_px=3.0,
-    ppd=20.0,
-    **FIELDS,
 )
 
 pytestmark = pytest.mark.slow
@@ -54,16 +44,7 @@ def offset_session(tmp_path_factory):
     the gaze uniform over ±45 px (SD 26 px) and ~470 fixations of 8-20 bins that is 0.005,
     so the issue's 2% is 4 standard errors (at ±20 px and 300 fixations it was 1.3).
     """
-    sim = make_session(
-        "small",
-        seed=1,
-        **TWO_MINUTES,
-        stim_rows=128,
-        stim_cols=128,
-        rf_offset_px=(6.0, -5.0),
-        gaze_range_px=45.0,
-        fixation_bins=(8, 20),
-    )
+    sim = make_session("small", seed=1, **TWO_MINUTES, **OFFSET_SESSION)
     session = through_nwb(sim, tmp_path_factory.mktemp("offset"))
     return sim, session, fit(session)
 
