@@ -64,13 +64,21 @@ def test_fit_from_lazily_read_frames_equals_in_memory_fit(tmp_path):
         warnings.simplefilter("ignore")
         for in_memory in (True, False):
             est = GazeEM(
-                patch_size=12, max_iter=2, window_k=3.0, device="cpu", frames_in_memory=in_memory
+                patch_size=12,
+                max_iter=2,
+                window_k=3.0,
+                device="cpu",
+                dtype="float64",
+                frames_in_memory=in_memory,
             )
             fits.append(est.fit(on_disk))
     a, b = fits
-    # chunks differ in size (lazy chunks count the frames they read), so float32 sums
-    # differ in order and L-BFGS stops a little elsewhere: agree to 1e-3 of the RF's scale
-    np.testing.assert_allclose(b.rf_, a.rf_, rtol=0, atol=1e-3 * np.abs(a.rf_).max())
+    # chunks differ in size (lazy chunks count the frames they read), so sums differ in
+    # order and L-BFGS stops a little elsewhere. In float32 EM carried that to 1.3e-3 of
+    # the RF's scale (the fused likelihood sums in another order); float64 keeps the
+    # comparison about the frames: L-BFGS (stopping at 1e-6 relative) leaves 1e-4 of it
+    tol = 1e-4 * np.abs(a.rf_).max()
+    np.testing.assert_allclose(b.rf_, a.rf_, rtol=0, atol=tol)
     np.testing.assert_allclose(
         b.fixation_summary()["mean"], a.fixation_summary()["mean"], atol=0.01
     )
