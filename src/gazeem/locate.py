@@ -58,9 +58,9 @@ class LocateSettings:
     min_snr: float = 8.0
 
 
-def _energy(weights: np.ndarray) -> np.ndarray:
-    """``(N, G, G)`` squared weights smoothed over 3×3 blocks."""
-    e = torch.as_tensor(weights**2)[:, None]
+def _smoothed(energy: np.ndarray) -> np.ndarray:
+    """``(N, G, G)`` energy maps smoothed over 3×3 blocks."""
+    e = torch.as_tensor(energy)[:, None]
     return F.avg_pool2d(e, 3, stride=1, padding=1, count_include_pad=False)[:, 0].numpy()
 
 
@@ -141,7 +141,7 @@ def locate_fields(session: xr.Dataset, settings: LocateSettings | None = None) -
     # rarely seen, the regression has more unknowns than bins, and its noise peaks won.
     w = cross / n
     raw_energy = w.T.reshape(data.n_units, g, g).numpy() ** 2
-    energy = _energy(w.T.reshape(data.n_units, g, g).numpy())
+    energy = _smoothed(raw_energy)
     # blocks the stimulus reached (the gaze may sit far from it): noise is judged there only
     seen = (var > 0.01 * float(var.max())).reshape(g, g).numpy()
     energy[:, ~seen] = 0.0

@@ -56,9 +56,9 @@ class GazeFit:
     latent_reason: str = ""
     #: ``(2,)`` standard error of the gain's columns (NaN when the gain is not learned)
     gain_se: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
-    #: corrected gaze against the raw trace on held-out units (``None``: not checked)
+    #: corrected gaze against the raw trace on held-out fixations and bins (``None``: not run)
     heldout: HeldOut | None = None
-    #: why the tracker's own estimate replaced the posterior ("" when it did not)
+    #: why the raw trace replaced the posterior ("" when it did not)
     correction_note: str = ""
     provenance: dict = field(default_factory=dict)
 
