@@ -148,6 +148,10 @@ def _gaze_sequence(cfg: SimulationConfig, rng: np.random.Generator):
     return gaze, fixation, blink, calib
 
 
+#: the largest drive a photograph may give, in units of rf_norm (what noise gives at most)
+PEAK_DRIVE_SD = 3.5
+
+
 def _image_frames(cfg: SimulationConfig, n_frames: int) -> np.ndarray:
     """``(n_frames, rows, cols)`` float32: the photographs in turn, each standardised."""
     if cfg.images is None or np.ndim(cfg.images) != 3:
@@ -245,12 +249,19 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         x = gather_crops(frames, fidx, top, left, p)
         drive[bins.numpy()] = (x.flatten(1) @ rf_t.flatten(1).T).double().numpy()
     if cfg.stimulus == "images":
-        # photographs have far more power at a field's low frequencies than white noise:
-        # each field is scaled so that its drive has SD rf_norm over the session, as it
-        # has under unit-variance noise (otherwise rates reach thousands of spikes a bin)
-        scale = cfg.rf_norm / np.maximum(drive.std(axis=0), 1e-12)
+        # photographs have far more power at a field's low frequencies than white noise,
+        # and a field's drive is sparse (heavy-tailed). Each field is scaled so that its
+        # drive has SD rf_norm, as under unit-variance noise, unless its peak would then
+        # exceed the peak that noise gives (3.5 SD; a real cell saturates near 30x its
+        # mean rate): then the peak sets the scale, and the session's evidence is weaker.
+        # The bias then gives each unit its mean rate exactly.
+        centred = drive - drive.mean(axis=0)
+        sd = np.maximum(centred.std(axis=0), 1e-12)
+        peak = np.maximum(centred.max(axis=0), 1e-12)
+        scale = cfg.rf_norm * np.minimum(1 / sd, PEAK_DRIVE_SD / peak)
         drive *= scale
         rfs *= scale[:, None, None, None]
+        bias = np.log(rates) - np.log(np.exp(drive).mean(axis=0))
     for start in range(0, cfg.n_bins, 2048):
         stop = min(start + 2048, cfg.n_bins)
         counts[start:stop] = rng.poisson(np.exp(drive[start:stop] + bias))

@@ -8,11 +8,18 @@ The E-steps score whole windows from one crop per bin (:meth:`Batches.window_cro
 the M-steps fit the response on (bin, cell) pairs weighted by the posterior
 (:meth:`Batches.pair_batches`). Both run a chunk at a time, sized from the
 :class:`~gazeem.gaze.settings.MemoryBudget`, so memory does not grow with the session.
+
+Held frames (:class:`Runs`): where consecutive bins of a fixation see the same frames
+(a photograph held for seconds), every cell gives them the same patch, and a Poisson
+model's likelihood depends on their counts only through the sum. Such a run is scored
+once, with its mean counts and its length as weight, which is exact (the ``log y!``
+terms are added back) and, for photographs, ~20x less work than a row per bin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -22,6 +29,61 @@ from gazeem.gaze.settings import MemoryBudget
 from gazeem.gaze.windows import Windows
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x, y, z, w
+
+#: pool held frames only when it at least halves the rows (noise stimuli never pool)
+POOL_BELOW = 0.5
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Runs of consecutive fitted bins of one fixation that see the same lagged frames.
+
+    Attributes
+    ----------
+    first
+        ``(R,)`` the first bin of each run (its frames are every bin's frames).
+    fixation
+        ``(R,)`` fixation index, sorted as ``fit_bins``.
+    size
+        ``(R,)`` bins in each run (counts' dtype).
+    mean_counts
+        ``(R, N)`` counts averaged over the run's bins.
+    log_factorial_gap
+        ``(R,)`` float64 ``size · Σ_n log(ȳ_n)! − Σ_t Σ_n log(y_tn)!``: added to
+        ``size · log p(ȳ | λ)``, it gives the run's exact ``Σ_t log p(y_t | λ)``.
+    """
+
+    first: torch.Tensor
+    fixation: torch.Tensor
+    size: torch.Tensor
+    mean_counts: torch.Tensor
+    log_factorial_gap: torch.Tensor
+
+    @classmethod
+    def of(cls, data: GazeData, n_lags: int, chunk: int) -> Runs:
+        bins = data.fit_bins
+        fix = data.fixation[bins]
+        frames = lagged_frame_index(data.frame, bins, n_lags)
+        new = torch.ones(bins.numel(), dtype=torch.bool, device=bins.device)
+        new[1:] = (fix[1:] != fix[:-1]) | (frames[1:] != frames[:-1]).any(1)
+        run = torch.cumsum(new, 0) - 1
+        n_runs = int(run[-1]) + 1
+        counts = data.counts
+        total = torch.zeros(n_runs, counts.shape[1], dtype=torch.float64, device=bins.device)
+        lfact = torch.zeros(n_runs, dtype=torch.float64, device=bins.device)
+        for s in range(0, bins.numel(), chunk):
+            y = counts[bins[s : s + chunk]].to(torch.float64)
+            total.index_add_(0, run[s : s + chunk], y)
+            lfact.index_add_(0, run[s : s + chunk], torch.lgamma(y + 1).sum(1))
+        size = torch.bincount(run, minlength=n_runs).to(torch.float64)
+        mean = total / size[:, None]
+        mean_c = mean.to(counts.dtype)
+        gap = size * torch.lgamma(mean_c.to(torch.float64) + 1).sum(1) - lfact
+        return cls(bins[new], fix[new], size.to(counts.dtype), mean_c, gap)
+
+    @property
+    def n_runs(self) -> int:
+        return int(self.first.numel())
 
 
 class Batches:
@@ -33,6 +95,21 @@ class Batches:
         self.budget = budget
         #: where the patch sits relative to the gaze cell, whole pixels (x, y down)
         self.offset = data.geometry.rf_offset_px
+        self._runs: Runs | bool | None = False  # False: not computed yet
+
+    @property
+    def runs(self) -> Runs | None:
+        """Held-frame runs, or ``None`` when the model is not Poisson in the counts or
+        pooling would not halve the rows (see the module docstring)."""
+        if self._runs is False:
+            self._runs = None
+            if getattr(self.response, "poisson_in_counts", False):
+                d = self.data
+                item = d.counts.element_size()
+                runs = Runs.of(d, self.response.n_lags, self.chunk_bins(16 * d.n_units * item))
+                if runs.n_runs <= POOL_BELOW * d.fit_bins.numel():
+                    self._runs = runs
+        return self._runs
 
     def chunk_bins(self, bytes_per_bin: int) -> int:
         return self.budget.items_per_chunk(bytes_per_bin)
@@ -55,6 +132,14 @@ class Batches:
             bins = d.fit_bins[s : s + chunk]
             f = d.fixation[bins]
             yield bins, f, self.crops_of(win, bins, f)
+
+    def run_window_crops(self, win: Windows, chunk: int) -> Iterator:
+        """As :meth:`window_crops` over held-frame runs: ``(runs, fixation, crops)``."""
+        runs = self.runs
+        for s in range(0, runs.n_runs, chunk):
+            idx = torch.arange(s, min(s + chunk, runs.n_runs), device=runs.first.device)
+            f = runs.fixation[idx]
+            yield idx, f, self.crops_of(win, runs.first[idx], f)
 
     def crops_of(self, win: Windows, bins: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         """``(T, lags, R, R)`` crops of ``bins`` in fixations ``f``: each covers the
@@ -79,16 +164,21 @@ class Batches:
         )
         return self.chunk_bins(per_pair)
 
-    def pair_blocks(self, keep: torch.Tensor) -> Iterator:
+    def pair_blocks(self, keep: torch.Tensor, runs: Runs | None = None) -> Iterator:
         """Every (bin, kept cell) pair, a block of whole fixations at a time.
 
         Yields ``(bins, fixation, cell)`` index tensors ``(M_block,)``; a block holds at
         most one batch of pairs (or one fixation), so memory does not grow with the
-        session even while posteriors are broad.
+        session even while posteriors are broad. With ``runs``, the rows are held-frame
+        runs and ``bins`` holds run indices.
         """
         d = self.data
         n_fix = keep.shape[0]
-        fb = d.fixation[d.fit_bins]  # sorted by fixation
+        if runs is None:
+            rows, fb = d.fit_bins, d.fixation[d.fit_bins]  # sorted by fixation
+        else:
+            rows = torch.arange(runs.n_runs, device=runs.first.device)
+            fb = runs.fixation
         n_bins = torch.bincount(fb, minlength=n_fix)
         bin_start = torch.cumsum(n_bins, 0) - n_bins
         n_sup = keep.sum(1)
@@ -100,7 +190,7 @@ class Batches:
             b = int(torch.searchsorted(cum, torch.tensor(done + batch), right=True))
             b = min(max(b, a + 1), n_fix)
             lo, hi = int(bin_start[a]), int(bin_start[b - 1] + n_bins[b - 1])
-            bins = d.fit_bins[lo:hi]
+            bins = rows[lo:hi]
             sup_f, sup_k = keep[a:b].nonzero(as_tuple=True)
             ns = torch.bincount(sup_f, minlength=b - a)
             start = torch.cumsum(ns, 0) - ns
@@ -114,41 +204,54 @@ class Batches:
             yield bins.repeat_interleave(reps), sup_f[sidx] + a, sup_k[sidx]
             a = b
 
-    def pair_chunks(self, keep: torch.Tensor, cells: torch.Tensor) -> Iterator:
-        """Patches, bins, positions and (fixation, cell) indices of every kept pair, by chunk."""
+    def pair_chunks(
+        self, keep: torch.Tensor, cells: torch.Tensor, runs: Runs | None = None
+    ) -> Iterator:
+        """Patches, bins, positions and (fixation, cell) indices of every kept pair, by chunk.
+
+        With ``runs``, a pair is a (held-frame run, cell) and ``bins`` holds run indices.
+        """
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
         batch = self.pair_batch_size()
-        for bins_all, pf_all, pk_all in self.pair_blocks(keep):
+        for bins_all, pf_all, pk_all in self.pair_blocks(keep, runs):
             for s in range(0, bins_all.numel(), batch):
                 b, pf, pk = bins_all[s : s + batch], pf_all[s : s + batch], pk_all[s : s + batch]
                 z = cells[pf, pk]
                 ox, oy = self.offset
                 x = gather_crops(
                     d.frames,
-                    lagged_frame_index(d.frame, b, lags),
+                    lagged_frame_index(d.frame, b if runs is None else runs.first[b], lags),
                     z[:, 1] + oy - p // 2,
                     z[:, 0] + ox - p // 2,
                     p,
                 )
                 yield x, b, z.to(d.counts.dtype), pf, pk
 
-    def pair_batches(self, cells, weights, keep, cache: bool) -> Callable[[], Iterator[Batch]]:
+    def pair_batches(
+        self, cells, weights, keep, cache: bool, pooled: bool = False
+    ) -> Callable[[], Iterator[Batch]]:
         """A callable yielding ``(x, y, z, w)`` batches over all (bin, kept cell) pairs.
 
-        ``cells (F, K, 2)`` stimulus px, ``weights (F, K)``, ``keep (F, K)`` bool.
+        ``cells (F, K, 2)`` stimulus px, ``weights (F, K)``, ``keep (F, K)`` bool. With
+        ``pooled`` (and held frames, :attr:`runs`), a batch row is a run: its mean counts,
+        weighted by its length. The weighted log-likelihood then equals the per-bin one up
+        to the ``log y!`` terms, which depend on neither the parameters nor the gaze: an
+        M-step's objective, not a reported likelihood.
         """
         d = self.data
-        n_pairs = int(
-            (keep.sum(1) * torch.bincount(d.fixation[d.fit_bins], minlength=keep.shape[0])).sum()
-        )
+        runs = self.runs if pooled else None
+        rows_fix = d.fixation[d.fit_bins] if runs is None else runs.fixation
+        n_pairs = int((keep.sum(1) * torch.bincount(rows_fix, minlength=keep.shape[0])).sum())
         w_all = weights.to(d.counts.dtype)
 
         def make():
-            for x, b, z, pf, pk in self.pair_chunks(keep, cells):
-                yield x, b, z, w_all[pf, pk]
+            for x, b, z, pf, pk in self.pair_chunks(keep, cells, runs):
+                w = w_all[pf, pk]
+                yield x, b, z, w if runs is None else w * runs.size[b]
 
-        return self.cached(make, n_pairs, cache)
+        counts = None if runs is None else runs.mean_counts
+        return self.cached(make, n_pairs, cache, counts)
 
     def sparse_pair_batches(self, bins, xy, w, cache: bool) -> Callable[[], Iterator[Batch]]:
         """A callable yielding ``(x, y, z, w)`` batches over given (bin, position) pairs."""
@@ -169,8 +272,12 @@ class Batches:
 
         return self.cached(make, bins.numel(), cache)
 
-    def cached(self, make, n_pairs: int, cache: bool) -> Callable[[], Iterator[Batch]]:
+    def cached(
+        self, make, n_pairs: int, cache: bool, counts: torch.Tensor | None = None
+    ) -> Callable[[], Iterator[Batch]]:
         """A callable over ``make()``'s ``(x, bins, z, w)``, yielding ``(x, counts, z, w)``.
+
+        ``counts`` is the table ``bins`` index (the session's counts by default).
 
         With ``cache``, and when ``n_pairs`` fit in ``cache_mb``, the batches are made once
         and kept. A kept pair holds its patch, its bin (counts are looked up, not copied:
@@ -179,7 +286,7 @@ class Batches:
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
         per_pair = d.counts.element_size() * (lags * p * p + 3) + 8
-        counts = d.counts
+        counts = d.counts if counts is None else counts
         if cache and self.budget.fits_cache(n_pairs * per_pair):
             kept = list(make())
             return lambda: ((x, counts[b], z, w) for x, b, z, w in kept)

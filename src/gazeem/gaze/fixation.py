@@ -9,6 +9,7 @@ pairs, then the tracker and a learnable prior in closed form. The per-bin latent
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -128,7 +129,15 @@ class FixationProblem:
         chunk = self.batches.chunk_bins(self.batches.window_bin_bytes(win))
         acc = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
         window_ll = self.window_ll()
+        runs = self.batches.runs if self.response_weight is None else None
         with torch.no_grad():
+            if runs is not None:  # held frames: one row per run, exact (module docstring)
+                for idx, f, crops in self.batches.run_window_crops(win, chunk):
+                    positions = win.cells[f].to(d.counts.dtype)
+                    ll = window_ll(crops, runs.mean_counts[idx], positions).reshape(idx.numel(), k)
+                    ll = ll.to(torch.float64) * runs.size[idx, None].to(torch.float64)
+                    acc.index_add_(0, f, ll + runs.log_factorial_gap[idx, None])
+                return acc
             for bins, f, crops in self.batches.window_crops(win, chunk):
                 positions = win.cells[f].to(d.counts.dtype)
                 ll = window_ll(crops, d.counts[bins], positions).reshape(bins.numel(), k)
@@ -261,7 +270,7 @@ class FixationProblem:
     def fit_response(self, cells: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor) -> None:
         """Refit the response on pairs ``cells (F, K, 2)`` weighted by ``weights (F, K)``."""
         cap = int(self.settings.mstep.max_cells)
-        pairs = self.batches.pair_batches
+        pairs = functools.partial(self.batches.pair_batches, pooled=True)
         if int(keep.sum(1).max()) <= cap:
             self.maximize(pairs(cells, weights, keep, cache=True))
             return

@@ -132,6 +132,9 @@ class PoissonLN(ResponseModel):
         if l2 < 0 or smooth < 0:
             raise ValueError(f"penalty strengths must be >= 0, got l2={l2}, smooth={smooth}.")
         self.nonlinearity = nonlinearity
+        #: the likelihood is Poisson in the counts: bins that see the same patch may be
+        #: scored once with their summed counts (:class:`gazeem.gaze.batches.Runs`)
+        self.poisson_in_counts = True
         self.l2 = float(l2)
         self.smooth = float(smooth)
         self.rf = torch.nn.Parameter(torch.zeros(n_units, n_lags, patch_size, patch_size))

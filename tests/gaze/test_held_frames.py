@@ -1,0 +1,87 @@
+"""Held frames (photographs shown for seconds) are scored once per run, exactly.
+
+:class:`gazeem.gaze.batches.Runs` pools consecutive bins of a fixation that see the same
+frames. The pooled E-step must give the per-bin E-step's posterior and marginal
+likelihood, and the pooled M-step the per-bin M-step's fields, to float64 round-off.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from gazeem.gaze.build import build_response, build_tracker
+from gazeem.gaze.data import GazeData
+from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.settings import ProblemSettings
+from gazeem.models import UniformPrior
+from tests.conftest import make_session
+
+
+def problem(session, n_lags=1, pooled=True):
+    data = GazeData.from_dataset(session, torch.device("cpu"), torch.float64)
+    grid, tracker, _, z0 = build_tracker(
+        data,
+        "s",
+        grid_margin_px=0,
+        sigma_init=2.0,
+        learn_sigma=True,
+        learn_gain=False,
+        offset="zero",
+    )
+    resp = build_response(
+        data, None, patch_size=8, n_lags=n_lags, nonlinearity="exp", l2=1.0, smooth=10.0
+    )
+    prob = FixationProblem(
+        data, grid, tracker, UniformPrior(grid.n_cells), resp, None, ProblemSettings()
+    )
+    if not pooled:
+        prob.batches._runs = None
+    return prob, z0
+
+
+@pytest.fixture(scope="module")
+def held():
+    """Frames held 7 bins: runs start at fixation onsets and frame changes."""
+    return make_session(
+        "small",
+        seed=3,
+        n_bins=900,
+        n_units=6,
+        stim_rows=32,
+        stim_cols=32,
+        patch_size=8,
+        frame_hold=7,
+        stimulus="gaussian",
+        gaze_range_px=6.0,
+        n_lags=2,
+        lag_weights=(1.0, 0.5),
+        rf_sigma_px=(1.0, 1.5),
+        rf_spread_px=0.5,
+    )
+
+
+@pytest.mark.parametrize("n_lags", [1, 2])
+def test_pooled_estep_and_mstep_equal_per_bin(held, n_lags):
+    a, z0 = problem(held, n_lags, pooled=True)
+    b, _ = problem(held, n_lags, pooled=False)
+    runs = a.batches.runs
+    # runs: a new run at each fixation onset and each frame change (more with two lags)
+    assert runs is not None and runs.n_runs < 0.5 * a.data.fit_bins.numel()
+    assert float(runs.size.sum()) == a.data.fit_bins.numel()
+    for prob in (a, b):
+        prob.fit_response_on_positions(torch.round(z0).long())
+    np.testing.assert_allclose(a.response.rf.detach(), b.response.rf.detach(), atol=1e-6)
+    b.response.load_state_dict(a.response.state_dict())  # the E-steps see the same fields
+    ea, eb = a.e_step(), b.e_step()
+    assert ea.log_likelihood == pytest.approx(eb.log_likelihood, rel=1e-12)
+    np.testing.assert_allclose(ea.posterior.log_q.exp(), eb.posterior.log_q.exp(), atol=1e-9)
+    a.m_step(ea)
+    b.m_step(eb)
+    np.testing.assert_allclose(a.response.rf.detach(), b.response.rf.detach(), atol=1e-6)
+    assert a.tracker.sigma == pytest.approx(b.tracker.sigma, rel=1e-8)
+
+
+def test_noise_frames_are_not_pooled():
+    s = make_session("small", seed=0, n_bins=300, stim_rows=32, stim_cols=32, patch_size=8)
+    prob, _ = problem(s)
+    assert prob.batches.runs is None
