@@ -19,8 +19,11 @@ def test_a_real_correction_is_supported():
     h = est.fit_.heldout
     # held-out units predicted from the other half's gaze: far better than from the trace
     assert h.supported and h.z > 5 and h.bits_per_spike > 0.01
+    # the spikes alone, with the other fold's fields, find the tracker's gaze
+    assert h.agreement > 0.8 > 0.3 > h.agreement_chance
     ds = est.to_dataset(s)
     assert ds.attrs["correction_supported"] == 1 and ds.attrs["correction_note"] == ""
+    assert ds.attrs["heldout_agreement"] == pytest.approx(h.agreement)
     assert ds.attrs["heldout_bits_per_spike"] == pytest.approx(h.bits_per_spike)
 
 
@@ -35,6 +38,10 @@ def test_responses_without_gaze_information_give_the_trace_and_its_error():
         est = GazeEM(**KW, learn_gain=False).fit(s)
     h = est.fit_.heldout
     assert not h.supported, h
+    # the spikes alone find the tracker's gaze no more often than chance (3 SE)
+    n = est.fit_.fixations["mean"].shape[0]
+    se = np.sqrt(h.agreement_chance * (1 - h.agreement_chance) / n)
+    assert h.agreement < h.agreement_chance + 3 * se, h
     assert any("do not support a correction" in str(w.message) for w in caught)
     g = est.gaze_per_bin()
     geom = StimulusGeometry.from_dataset(s)

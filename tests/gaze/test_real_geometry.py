@@ -69,6 +69,7 @@ def test_offset_and_gaze_like_an_oracle(offset_session):
     assert rms(fitted, truth) <= 1.5 * rms(oracle, truth), (rms(fitted, truth), rms(oracle, truth))
     # issue 18: the held-out check finds the correction supported, by far
     assert est.fit_.heldout.supported and est.fit_.heldout.z > 5
+    assert est.fit_.heldout.agreement > 0.9  # the spikes alone find the tracker's gaze
     # the absolute gaze: the fields gauge puts b within half a pixel of the truth
     np.testing.assert_allclose(est.offset_, [5.0, -4.0], atol=0.5)
     raw = np.where(np.isfinite(fitted), raw_px(session), np.nan)

@@ -184,9 +184,8 @@ def fall_back_to_trace(
     """
     h = fit.heldout
     fit.correction_note = (
-        f"{where}: field 'gaze': the corrected gaze does not predict held-out spikes better "
-        f"than the raw trace (held-out gain {h.bits_per_spike:+.4f} bits/spike, z = "
-        f"{h.z:.1f}, needs > 2): the responses do not support a correction. The reported "
+        f"{where}: field 'gaze': {h.reason}. The responses do not support a correction: "
+        "the reported "
         f"gaze is the raw trace, its SD the stated tracker error (sigma_init = {sigma} px, "
         "a calibration offset comes on top); EM's own posterior is not reported."
     )

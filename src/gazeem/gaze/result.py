@@ -257,6 +257,8 @@ def heldout_attrs(fit: GazeFit) -> dict:
         "heldout_loglik_corrected": nan if h is None else h.loglik_corrected,
         "heldout_bits_per_spike": nan if h is None else h.bits_per_spike,
         "heldout_z": nan if h is None else h.z,
+        "heldout_agreement": nan if h is None else h.agreement,
+        "heldout_agreement_chance": nan if h is None else h.agreement_chance,
         "correction_supported": -1 if h is None else int(h.supported),
         "correction_note": fit.correction_note,
     }

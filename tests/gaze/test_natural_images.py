@@ -1,0 +1,77 @@
+"""Issue 13: free viewing of photographs, judged against an oracle that knows the truth.
+
+One minute of free viewing at 60 Hz, 48 units: six photographs (scikit-image's), each
+held for 2 s, the stimulus (128 px) wider than the gaze range (±40 px); fields 7.8 px
+from the reported gaze, a (5, -4) px calibration offset, 3 px tracker error per fixation.
+
+The information is there: an oracle E-step with the true fields and tracker corrects
+the gaze to about a third of the raw error. EM does not reach it. A static image gives
+each fixation one patch, so EM's latent settles into a per-fixation *rate state* (a cell
+whose predicted rates match the fixation's counts), which held-out bins of the same
+fixation confirm. gazeem must then say so and report the raw trace with a wide SD, not a
+correction worse than the tracker.
+"""
+
+import numpy as np
+import pytest
+
+from gazeem.coords import StimulusGeometry
+from gazeem.gaze.estimator import GazeEM
+from tests.conftest import FIELDS, make_session
+from tests.gaze.realistic import IDENTITY, oracle_gaze, rms, through_nwb, true_px
+
+pytestmark = pytest.mark.slow
+
+PHOTOGRAPH_SESSION = dict(
+    n_bins=3600,
+    n_units=48,
+    stim_rows=128,
+    stim_cols=128,
+    patch_size=20,
+    rate_hz=(8.0, 30.0),
+    stimulus="images",
+    frame_hold=120,
+    rf_zero_mean=True,
+    tracker_gain=IDENTITY,
+    tracker_offset_px=(5.0, -4.0),
+    tracker_sigma_px=3.0,
+    rf_offset_px=(6.0, -5.0),
+    gaze_range_px=40.0,
+    fixation_bins=(12, 30),
+    ppd=20.0,
+    **FIELDS,
+)
+
+
+@pytest.fixture(scope="module")
+def photographs_session(tmp_path_factory):
+    sim = make_session("small", seed=1, **PHOTOGRAPH_SESSION)
+    # the frames change every 2 s: ingest at the simulation's bin, not the frame rate
+    session = through_nwb(sim, tmp_path_factory.mktemp("photo"), bin_s=sim.attrs["bin_s"])
+    truth = true_px(session)
+    raw = StimulusGeometry.from_dataset(session).deg_to_px(session["eye"].values)
+    return sim, session, truth, raw
+
+
+def test_never_worse_than_the_tracker_and_says_so(photographs_session):
+    sim, session, truth, raw = photographs_session
+    oracle = rms(oracle_gaze(session, sim, 20), truth)
+    # the bound first: with the true fields the responses locate the gaze
+    assert oracle < 0.5 * rms(raw, truth)
+    with pytest.warns(UserWarning, match="the latent fits each fixation's rates"):
+        est = GazeEM(patch_size=20, max_iter=60, device="cpu").fit(session)
+    gaze = est.gaze_per_bin()
+    fitted = np.isfinite(gaze["mean"]).all(1)
+    assert rms(gaze["mean"], truth) <= rms(np.where(fitted[:, None], raw, np.nan), truth) + 1e-9
+    # the spikes alone rarely find the tracker's gaze; the SD is the tracker's, not EM's
+    assert not est.fit_.heldout.supported
+    assert est.fit_.heldout.agreement < 0.5
+    assert np.nanmedian(gaze["sd"]) == pytest.approx(est.sigma_init)
+
+
+@pytest.mark.xfail(strict=True, reason="EM settles in a per-fixation rate state (issue 13)")
+def test_em_corrects_like_the_oracle(photographs_session):
+    sim, session, truth, _ = photographs_session
+    est = GazeEM(patch_size=20, max_iter=60, device="cpu", heldout_check=False).fit(session)
+    fitted = est.gaze_per_bin()["mean"]
+    assert rms(fitted, truth) <= 1.3 * rms(oracle_gaze(session, sim, 20), truth)
