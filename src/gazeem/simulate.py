@@ -66,6 +66,18 @@ class SimulationConfig:
     # the units' receptive-field region relative to the gaze point (x right, y down): the
     # gaze wanders about the stimulus centre minus this, so the fields see the stimulus
     rf_offset_px: tuple[float, float] = (0.0, 0.0)
+    #: "free" viewing (fixations anywhere in ±gaze_range_px), or a "fixation" task: trials
+    #: of trial_s seconds on a spot at the centre (minus rf_offset_px), with fixational
+    #: drift and microsaccades, a blink between trials, and the tracker error constant over
+    #: each trial (the ``fixation`` labels are trials); published statistics as defaults
+    task: str = "free"
+    trial_s: tuple[float, float] = (1.0, 10.0)
+    microsaccade_hz: float = 1.5
+    microsaccade_deg: tuple[float, float] = (0.1, 0.5)
+    #: fixational drift's diffusion constant, arcmin²/s (⟨r²⟩ = 4 D t)
+    drift_arcmin2_s: float = 20.0
+    #: the tracker error's own slow drift, px per √s per axis (0: constant over a trial)
+    tracker_drift_px_s: float = 0.0
     n_calibration: int = 0  # fixations on known targets (a 3x3 grid of points)
     calibration_spacing_px: int = 12
     seed: int = 0
@@ -152,6 +164,52 @@ def _gaze_sequence(cfg: SimulationConfig, rng: np.random.Generator):
 PEAK_DRIVE_SD = 3.5
 
 
+def _fixation_task_sequence(cfg: SimulationConfig, rng: np.random.Generator):
+    """A fixation task: true gaze (centred px), trial labels, blink mask, no targets.
+
+    Within a trial the eye drifts (a random walk with diffusion constant D) and makes
+    microsaccades (Poisson, ``microsaccade_hz``) of ``microsaccade_deg``, aimed back at
+    the spot ±60° when the eye is more than 0.1° off it (microsaccades are corrective),
+    in a random direction otherwise; each lasts one or two bins.
+    """
+    t_total, b = cfg.n_bins, cfg.bin_s
+    gaze = np.zeros((t_total, 2))
+    trial = np.full(t_total, -1, dtype=np.int64)
+    blink = np.zeros(t_total, dtype=bool)
+    drift_sd = np.sqrt(2 * cfg.drift_arcmin2_s * b) / 60 * cfg.ppd  # px per bin per axis
+    t, tid = 0, 0
+    while t < t_total:
+        end = min(t + max(1, round(rng.uniform(*cfg.trial_s) / b)), t_total)
+        pos = rng.normal(0, 0.05 * cfg.ppd, size=2)  # landing near the spot
+        i = t
+        while i < end:
+            if rng.random() < cfg.microsaccade_hz * b and i + 2 < end:
+                amp = rng.uniform(*cfg.microsaccade_deg) * cfg.ppd
+                off = np.hypot(*pos)
+                ang = (
+                    np.arctan2(-pos[1], -pos[0]) + rng.normal(0, np.pi / 3)
+                    if off > 0.1 * cfg.ppd
+                    else rng.uniform(0, 2 * np.pi)
+                )
+                new = pos + amp * np.array([np.cos(ang), np.sin(ang)])
+                dur = int(rng.integers(1, 3))
+                frac = (np.arange(1, dur + 1) / (dur + 1))[:, None]
+                gaze[i : i + dur] = pos + frac * (new - pos)
+                trial[i : i + dur] = tid
+                pos, i = new, i + dur
+                continue
+            pos = pos + rng.normal(0, drift_sd, size=2)
+            gaze[i], trial[i] = pos, tid
+            i += 1
+        t, tid = end, tid + 1
+        gap = int(rng.integers(cfg.blink_bins[0], cfg.blink_bins[1] + 1))
+        stop = min(t + gap, t_total)
+        blink[t:stop] = True
+        gaze[t:stop] = pos
+        t = stop
+    return gaze, trial, blink, np.full((t_total, 2), np.nan)
+
+
 def _image_frames(cfg: SimulationConfig, n_frames: int) -> np.ndarray:
     """``(n_frames, rows, cols)`` float32: the photographs in turn, each standardised."""
     if cfg.images is None or np.ndim(cfg.images) != 3:
@@ -228,7 +286,14 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     rates = rng.uniform(*cfg.rate_hz, size=cfg.n_units) * cfg.bin_s
     bias = np.log(rates) - cfg.rf_norm**2 / 2  # mean rate ≈ rates under unit-variance noise
 
-    gaze_c, fixation, blink, calib_c = _gaze_sequence(cfg, rng)
+    if cfg.task == "fixation":
+        gaze_c, fixation, blink, calib_c = _fixation_task_sequence(cfg, rng)
+    elif cfg.task == "free":
+        gaze_c, fixation, blink, calib_c = _gaze_sequence(cfg, rng)
+    else:
+        raise GazeemError(
+            f"simulate settings: field 'task': 'free' or 'fixation', got {cfg.task!r}."
+        )
     rf_off = np.asarray(cfg.rf_offset_px, dtype=np.float64)
     gaze_c, calib_c = gaze_c - rf_off, calib_c - rf_off
     gaze_px = geom.centered_to_px(gaze_c)
@@ -277,6 +342,9 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     err = np.stack(
         [np.interp(t_all, in_fix, fix_err[fixation[in_fix], a]) for a in range(2)], axis=1
     )
+    if cfg.tracker_drift_px_s > 0:  # calibration drifting slowly through the session
+        step = cfg.tracker_drift_px_s * np.sqrt(cfg.bin_s)
+        err = err + np.cumsum(rng.normal(0, step, size=err.shape), axis=0)
     reading_c = (
         gaze_c @ gain.T + offset + err + rng.normal(0, cfg.tracker_jitter_px, size=gaze_c.shape)
     )

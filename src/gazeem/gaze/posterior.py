@@ -60,15 +60,21 @@ class GazePosterior:
     def per_bin(self, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
         """Per-bin ``mean``, ``sd``, ``map`` ``(T, 2)`` stimulus pixels, NaN outside fixations.
 
-        Here a bin carries its fixation's posterior; a per-bin latent overrides this.
+        Here a bin carries its fixation's posterior plus the eye's motion within the
+        fixation as the tracker follows it (:func:`within_fixation_motion`); a per-bin
+        latent overrides this.
         """
         s = self.per_fixation(data, tracker)
         fix = data.fixation.cpu().numpy()
+        motion, resid_var, _ = within_fixation_motion(data, tracker)
         out = {}
         for key in ("mean", "sd", "map"):
             arr = np.full((fix.size, 2), np.nan)
             arr[fix >= 0] = s[key][fix[fix >= 0]]
             out[key] = arr
+        out["mean"] = out["mean"] + motion
+        out["map"] = out["map"] + motion
+        out["sd"] = np.sqrt(out["sd"] ** 2 + resid_var[:, None])
         return out
 
     @property
@@ -82,3 +88,45 @@ def to_bins(data: GazeData, per_fit_bin: np.ndarray) -> np.ndarray:
     arr = np.full((data.fixation.numel(), 2), np.nan)
     arr[data.fit_bins.cpu().numpy()] = per_fit_bin
     return arr
+
+
+def within_fixation_motion(
+    data: GazeData, tracker: TrackerModel
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The eye's motion within each fixation, from the tracker: ``(motion (T, 2) px,
+    residual variance (T,) px², weight w)``.
+
+    The tracker's error changes slowly (it is constant within a fixation), so the
+    reading's deviation from its fixation mean, ``d_t = A⁻¹(ẑ_t − ẑ̄_f)``, is the eye's
+    drift plus per-sample jitter. Pooled over the session, lag-1 and lag-2 differences
+    of ``d`` separate the two (a random walk of step variance ``s`` and white jitter of
+    variance ``j``: ``v₁ = s + 2j``, ``v₂ = 2s + 2j``). The motion added to each bin is
+    ``w · d_t`` with the Wiener weight ``w = M / (M + j)``, ``M`` the motion's variance
+    about the fixation mean, and its error variance ``M (1 − w)`` joins the SD. Bins of
+    calibration fixations, pinned to their target, and bins outside fixations get 0.
+    """
+    t = data.fixation.numel()
+    motion, resid = np.zeros((t, 2)), np.zeros(t)
+    fix = data.fixation.cpu().numpy()
+    bins = data.fit_bins.cpu().numpy()
+    cal = data.is_calibration.numpy()
+    bins = bins[~cal[fix[bins]]]
+    if bins.size < 3:
+        return motion, resid, 0.0
+    f = fix[bins]
+    center = np.asarray(data.geometry.center_px, dtype=np.float64)
+    reading = np.asarray(data.eye_px)[bins] - center
+    dev = reading - data.fix_reading.numpy()[f]
+    dev = np.linalg.solve(tracker.gain.numpy(), dev.T).T  # px of gaze, not of reading
+    same1 = f[1:] == f[:-1]
+    same2 = f[2:] == f[:-2]
+    if same1.sum() < 2 or same2.sum() < 2:
+        return motion, resid, 0.0
+    v1 = float((np.diff(dev, axis=0)[same1] ** 2).mean()) / 2  # per axis
+    v2 = float(((dev[2:] - dev[:-2])[same2] ** 2).mean()) / 2
+    jitter = max((2 * v1 - v2) / 2, 0.0)
+    m = max(float((dev**2).mean()) / 2 - jitter, 0.0)
+    w = m / (m + jitter) if m + jitter > 0 else 0.0
+    motion[bins] = w * dev
+    resid[bins] = m * (1 - w)
+    return motion, resid, w
