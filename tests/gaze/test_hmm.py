@@ -174,9 +174,13 @@ def test_no_drift_and_independent_fixations_is_the_per_fixation_model():
             learn_sigma_sacc=False,
         ).fit(ds)
     np.testing.assert_allclose(hmm.loglik_, fix.loglik_, rtol=1e-6)
-    a, b = fix.gaze_per_bin(), hmm.gaze_per_bin()
-    np.testing.assert_allclose(b["mean"], a["mean"], atol=1e-3)
-    np.testing.assert_allclose(b["sd"], a["sd"], atol=1e-3)
+    # the chain's per-bin posterior is the fixation's (the per-fixation latent's per-bin
+    # output adds the tracker's motion within the fixation on top: compare without it)
+    f = fix.fit_.fixation_of_bin
+    b = hmm.gaze_per_bin()
+    for key in ("mean", "sd"):
+        a = np.where((f >= 0)[:, None], fix.fixation_summary()[key][np.maximum(f, 0)], np.nan)
+        np.testing.assert_allclose(b[key], a, atol=1e-3)
     np.testing.assert_allclose(hmm.rf_, fix.rf_, atol=1e-4 * np.abs(fix.rf_).max())
     assert hmm.sigma_ == pytest.approx(fix.sigma_, rel=1e-5)
 
@@ -225,8 +229,9 @@ def test_drift_is_recovered_per_bin():
         fix = GazeEM(**kw, latent="fixation").fit(ds)
         hmm = GazeEM(**kw, latent="bin").fit(ds)
     e_fix, e_hmm = per_bin_rms(fix, ds), per_bin_rms(hmm, ds)
-    # measured: 1.56 px per fixation, 0.60 px per bin, sigma_drift 0.44 px
-    assert e_hmm < 0.5 * e_fix
+    # measured: 0.84 px per fixation (1.56 before its per-bin output followed the
+    # tracker's motion within fixations), 0.60 px per bin, sigma_drift 0.44 px
+    assert e_hmm < 0.8 * e_fix
     assert hmm.sigma_drift_ == pytest.approx(0.5, rel=0.25)
     vit = hmm.gaze_per_bin()["viterbi"]
     ok = np.isfinite(vit[:, 0])

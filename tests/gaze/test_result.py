@@ -28,19 +28,28 @@ def fitted():
 
 
 def test_per_bin_values_are_the_fixation_posteriors(fitted):
+    """A bin carries its fixation's posterior plus the tracker's motion within the
+    fixation (gazeem.gaze.posterior.within_fixation_motion): averaged over the
+    fixation's bins that motion is zero, and its residual widens every bin's SD alike."""
     ds, est, out = fitted
     summ = est.fixation_summary()
     fix = est.fit_.fixation_of_bin
     geom = StimulusGeometry.from_dataset(ds)
+    moved = 0
     for f in (0, 3, 7):
         bins = np.flatnonzero(fix == f)
-        np.testing.assert_allclose(
-            out["gaze_mean_px"].values[bins], np.tile(summ["mean"][f], (len(bins), 1))
-        )
-        np.testing.assert_allclose(
-            out["gaze_mean"].values[bins[0]], geom.px_to_deg(summ["mean"][f])
-        )
-        np.testing.assert_allclose(out["gaze_sd"].values[bins[0]], summ["sd"][f] / geom.ppd)
+        per_bin = out["gaze_mean_px"].values[bins]
+        np.testing.assert_allclose(per_bin.mean(0), summ["mean"][f], atol=1e-9)
+        # the motion follows the reading's deviation from its fixation mean, scaled by w
+        reading = geom.deg_to_px(ds["eye"].values[bins])
+        dev, motion = reading - reading.mean(0), per_bin - summ["mean"][f]
+        w = float((dev * motion).sum() / (dev**2).sum())
+        assert 0 <= w <= 1
+        np.testing.assert_allclose(motion, w * dev, atol=1e-6 + 0.02 * np.abs(dev).max())
+        moved += np.abs(motion).max() > 0
+        sd = out["gaze_sd"].values[bins] * geom.ppd
+        assert (sd >= summ["sd"][f] - 1e-9).all() and np.ptp(sd, axis=0).max() < 1e-9
+    assert moved  # the simulated drift is followed
     assert np.isnan(out["gaze_mean"].values[fix < 0]).all()
     np.testing.assert_allclose(
         out["correction"].values, out["gaze_mean"].values - ds["eye"].values, equal_nan=True
