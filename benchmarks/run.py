@@ -19,6 +19,7 @@ from benchmarks import (
     hmm,
     ingest_scale,
     mixtures,
+    photographs,
     profile_fit,
     workflow,
 )
@@ -33,6 +34,7 @@ SECTIONS = (
     "memory",
     "ingest",
     "mixtures",
+    "photographs",
     "profile",
     "workflow",
     "gpu",
@@ -52,6 +54,7 @@ def main(argv: list[str]) -> None:
         "memory": fit_memory.run,
         "ingest": lambda: ingest_scale.main([]),
         "mixtures": mixtures.run,
+        "photographs": photographs.run,
         "profile": profile_fit.run,
         "workflow": workflow.run,
         "gpu": gpu.run,  # records "skipped" where torch sees no CUDA device
@@ -86,6 +89,8 @@ def tables(results: dict) -> dict[str, str]:
         )
     if "mixtures" in results:
         out["mixtures"] = mixtures.markdown(results["mixtures"])
+    if "photographs" in results:
+        out["photographs"] = photographs.markdown(results["photographs"])
     if "profile" in results:
         out["profile"] = profile_fit.markdown(results["profile"])
     if "workflow" in results:
