@@ -238,11 +238,13 @@ def fig_loglik(fit: xr.Dataset):
     if np.isfinite(bits):
         ok = int(fit.attrs.get("correction_supported", -1)) == 1
         verdict = "supported" if ok else "NOT supported: raw trace reported"
+        a = float(fit.attrs.get("heldout_agreement", np.nan))
+        agree = f"spikes alone agree {a:.0%}" if np.isfinite(a) else "agreement not run"
         ax.text(
             0.98,
             0.04,
             f"held-out, corrected vs raw trace:\n{bits:+.4f} bits/spike, "
-            f"z = {float(fit.attrs['heldout_z']):.1f} ({verdict})",
+            f"z = {float(fit.attrs['heldout_z']):.1f}, {agree} ({verdict})",
             transform=ax.transAxes,
             ha="right",
             va="bottom",
