@@ -1,6 +1,7 @@
 """Free viewing of photographs held for seconds: held-frame pooling against per-bin rows.
 
-The same 1-minute session (six photographs held 2 s each, 48 units, 128 px stimulus)
+The test's 1-minute session (``PHOTOGRAPH_SESSION``: six photographs held 2 s each, 48 units,
+128 px stimulus)
 fitted twice in one run, side by side: with :class:`gazeem.gaze.batches.Runs` pooling
 (the default) and with it turned off, for the same number of EM iterations.
 """
@@ -11,35 +12,16 @@ import time
 import warnings
 from unittest import mock
 
-from tests.conftest import FIELDS, make_session
+from tests.conftest import make_session
+from tests.gaze.realistic import PHOTOGRAPH_SESSION
 
 from benchmarks.common import md_table
 from gazeem.gaze import batches
 from gazeem.gaze.estimator import GazeEM
 
 
-def _session(n_bins: int):
-    return make_session(
-        "small",
-        seed=1,
-        n_bins=n_bins,
-        n_units=48,
-        stim_rows=128,
-        stim_cols=128,
-        patch_size=20,
-        rate_hz=(8.0, 30.0),
-        stimulus="images",
-        frame_hold=120,
-        rf_zero_mean=True,
-        tracker_offset_px=(5.0, -4.0),
-        rf_offset_px=(6.0, -5.0),
-        gaze_range_px=40.0,
-        **FIELDS,
-    )
-
-
 def run(n_bins: int = 3600, iters: int = 8) -> list[dict]:
-    ds = _session(n_bins)
+    ds = make_session("small", seed=1, **{**PHOTOGRAPH_SESSION, "n_bins": n_bins})
     rows = []
     for label, pool_below in (("pooled runs", batches.POOL_BELOW), ("a row per bin", -1.0)):
         est = GazeEM(patch_size=20, max_iter=iters, tol=0, device="cpu", heldout_check=False)

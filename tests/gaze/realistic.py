@@ -51,6 +51,19 @@ OFFSET_SESSION = dict(
     fixation_bins=(8, 20),
 )
 
+#: issue 13's free viewing of photographs: six of scikit-image's, each held 2 s, over the
+#: offset session's geometry, the gaze over ±40 px of the 128 px stimulus; one minute
+PHOTOGRAPH_SESSION = {
+    **TWO_MINUTES,
+    **OFFSET_SESSION,
+    "n_bins": 3600,
+    "stimulus": "images",
+    "frame_hold": 120,
+    "rf_zero_mean": True,
+    "gaze_range_px": 40.0,
+    "fixation_bins": (12, 30),
+}
+
 
 def through_nwb(sim: xr.Dataset, folder: Path, **row) -> xr.Dataset:
     """``sim`` written to NWB (4 eye samples a bin), then ingested with a table row."""

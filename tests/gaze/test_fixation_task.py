@@ -12,25 +12,19 @@ import pytest
 
 from gazeem.coords import StimulusGeometry
 from gazeem.gaze.estimator import GazeEM
-from tests.conftest import FIELDS, make_session
-from tests.gaze.realistic import IDENTITY, coverage, oracle_tracker, rms, through_nwb, true_px
+from tests.conftest import make_session
+from tests.gaze.realistic import (
+    TWO_MINUTES,
+    coverage,
+    oracle_tracker,
+    rms,
+    through_nwb,
+    true_px,
+)
 
 pytestmark = pytest.mark.slow
 
-TASK = dict(
-    n_bins=4000,
-    n_units=48,
-    patch_size=20,
-    rate_hz=(8.0, 30.0),
-    stim_rows=64,
-    stim_cols=64,
-    task="fixation",
-    tracker_gain=IDENTITY,
-    tracker_offset_px=(5.0, -4.0),
-    tracker_sigma_px=3.0,
-    ppd=20.0,
-    **FIELDS,
-)
+TASK = {**TWO_MINUTES, "n_bins": 4000, "stim_rows": 64, "stim_cols": 64, "task": "fixation"}
 
 
 def field_correlation(rf: np.ndarray, truth: np.ndarray) -> float:

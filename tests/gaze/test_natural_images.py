@@ -17,30 +17,10 @@ import pytest
 
 from gazeem.coords import StimulusGeometry
 from gazeem.gaze.estimator import GazeEM
-from tests.conftest import FIELDS, make_session
-from tests.gaze.realistic import IDENTITY, oracle_gaze, rms, through_nwb, true_px
+from tests.conftest import make_session
+from tests.gaze.realistic import PHOTOGRAPH_SESSION, oracle_gaze, rms, through_nwb, true_px
 
 pytestmark = pytest.mark.slow
-
-PHOTOGRAPH_SESSION = dict(
-    n_bins=3600,
-    n_units=48,
-    stim_rows=128,
-    stim_cols=128,
-    patch_size=20,
-    rate_hz=(8.0, 30.0),
-    stimulus="images",
-    frame_hold=120,
-    rf_zero_mean=True,
-    tracker_gain=IDENTITY,
-    tracker_offset_px=(5.0, -4.0),
-    tracker_sigma_px=3.0,
-    rf_offset_px=(6.0, -5.0),
-    gaze_range_px=40.0,
-    fixation_bins=(12, 30),
-    ppd=20.0,
-    **FIELDS,
-)
 
 
 @pytest.fixture(scope="module")

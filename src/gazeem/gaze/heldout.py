@@ -142,6 +142,13 @@ def _loglik(data: GazeData, resp: PoissonLN, bins, xy, budget) -> torch.Tensor:
     return torch.cat(out)
 
 
+def _only(data: GazeData, bins: torch.Tensor) -> torch.Tensor:
+    """``(T,)`` response weights that let only the spikes of ``bins`` into an E-step."""
+    weight = torch.zeros(data.fixation.numel(), dtype=torch.float64)
+    weight[bins.cpu()] = 1.0
+    return weight
+
+
 def _reinfer(problem, resp: PoissonLN, seen_bins: torch.Tensor) -> np.ndarray:
     """``(T, 2)`` per-bin posterior mean (px) from the spikes of ``seen_bins`` only."""
     data = problem.data
@@ -157,9 +164,7 @@ def _reinfer(problem, resp: PoissonLN, seen_bins: torch.Tensor) -> np.ndarray:
     for name in ("sigma_drift", "sigma_sacc"):
         if hasattr(problem, name):
             setattr(infer, name, getattr(problem, name))
-    weight = torch.zeros(data.fixation.numel(), dtype=torch.float64)
-    weight[seen_bins.cpu()] = 1.0
-    getattr(infer, "base", infer).response_weight = weight
+    getattr(infer, "base", infer).response_weight = _only(data, seen_bins)
     with torch.no_grad():
         return infer.e_step().posterior.per_bin(data, infer.tracker)["mean"]
 
@@ -188,9 +193,7 @@ def tracker_agreement(
     infer = FixationProblem(data, base.grid, flat, base.cell_prior, fields, None, settings)
     # windows centred on the fitted tracker's expected gaze (the flat one's are not)
     infer.windows = lambda drawn_keys=None: make_windows(data, base.tracker, base.grid, half)
-    weight = torch.zeros(data.fixation.numel(), dtype=torch.float64)
-    weight[test_bins.cpu()] = 1.0
-    infer.response_weight = weight
+    infer.response_weight = _only(data, test_bins)
     with torch.no_grad():
         post = infer.e_step().posterior
     win = post.windows
