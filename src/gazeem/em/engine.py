@@ -93,6 +93,7 @@ def run_em(
     progress: bool = False,
     desc: str = "EM",
     callback: Callable[[int, EStep], None] | None = None,
+    previous: float | None = None,
 ) -> tuple[EStep, EMState]:
     """Iterate E- and M-steps until the objective stops changing.
 
@@ -112,6 +113,10 @@ def run_em(
         Show a tqdm bar per iteration with the current log-likelihood.
     callback
         Called as ``callback(iteration, estep)`` after each E-step.
+    previous
+        The objective before the initial parameters, when EM resumes (a warm start):
+        the initial E-step is then checked for convergence against it, so a resumed
+        fit can stop without an M-step.
 
     Returns
     -------
@@ -137,11 +142,11 @@ def run_em(
     _check_finite(objs[-1], 0)
     log.info("iteration 0: log-likelihood %.6g (%.3f s)", lls[-1], secs[-1])
 
-    converged = False
+    converged = previous is not None and abs(objs[0] - previous) / n_obs < tol
     bar = tqdm(total=max_iter, desc=desc, disable=not progress, leave=False, unit="iter")
     n_iter = 0
     try:
-        for it in range(1, max_iter + 1):
+        for it in range(1, 0 if converged else max_iter + 1):
             t0 = time.perf_counter()
             model.m_step(estep)
             estep = model.e_step()

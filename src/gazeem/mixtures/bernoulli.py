@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from gazeem.errors import GazeemError
-from gazeem.mixtures.base import BaseMixture
+from gazeem.mixtures.base import BaseMixture, _generator
 
 
 class BernoulliMixture(BaseMixture):
@@ -49,9 +49,12 @@ class BernoulliMixture(BaseMixture):
         tol: float = 1e-8,
         max_iter: int = 200,
         n_init: int = 1,
-        random_state: int | None = None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
         device: str = "auto",
-        dtype: str = "float64",
+        dtype: str | None = None,
         chunk_size: int = 65536,
     ) -> None:
         super().__init__(
@@ -60,6 +63,9 @@ class BernoulliMixture(BaseMixture):
             max_iter=max_iter,
             n_init=n_init,
             random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
             device=device,
             dtype=dtype,
             chunk_size=chunk_size,
@@ -149,7 +155,8 @@ class BernoulliMixture(BaseMixture):
 
     def fit_complete(self, X, labels) -> BernoulliMixture:
         """Complete-data maximum likelihood when the coin of each row is known."""
-        self._setup_device()
+        self._setup_device(X)
+        self.__dict__.pop("n_features_in_", None)
         Xp = self._prepare_fit_data(X)
         lab = np.asarray(labels)
         if lab.shape != (Xp.shape[0],) or lab.min() < 0 or lab.max() >= self.n_components:
@@ -158,7 +165,7 @@ class BernoulliMixture(BaseMixture):
             )
         resp = torch.zeros((Xp.shape[0], self.n_components), dtype=Xp.dtype, device=Xp.device)
         resp[torch.arange(Xp.shape[0]), torch.as_tensor(lab)] = 1
-        self._initialize(Xp, np.random.default_rng(self.random_state))
+        self._initialize(Xp, _generator(self.random_state))
         self._m_step(Xp, resp.log())
         self.converged_, self.n_iter_ = True, 0
         ll = float(
@@ -168,6 +175,7 @@ class BernoulliMixture(BaseMixture):
         )
         self.lower_bound_ = ll / Xp.shape[0]
         self.lower_bounds_ = [self.lower_bound_]
+        self.n_features_in_ = int(np.shape(X)[-1])
         return self
 
     def _get_parameters(self):

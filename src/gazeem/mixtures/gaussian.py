@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from gazeem.errors import GazeemError
-from gazeem.mixtures.base import BaseMixture
+from gazeem.mixtures.base import BaseMixture, _generator
 from gazeem.mixtures.kmeans import kmeans, kmeans_plusplus
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -23,7 +23,8 @@ INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
-    "the number of components, increase reg_covar (it is {reg}), or scale the input data."
+    "the number of components, increase reg_covar, or scale the input data. "
+    "(reg_covar is {reg}.)"
 )
 
 
@@ -54,21 +55,29 @@ def _full_covariances(
     """``Σ_k = Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ / n_k`` for every component, ``(K, d, d)``.
 
     float64: one GEMM for all components per chunk of samples, about the global mean
-    ``c``, then ``Σ_k = S_k / n_k − (μ_k − c)(μ_k − c)ᵀ``. The rounding error grows as
-    ``eps · (|μ_k − c| / σ_k)²``, about 1e-12 even for components 100 SDs from the
-    mean. float32 keeps the per-component centred sums, which lose nothing to that.
+    ``c``: with ``S_k = Σ r (x − c)(x − c)ᵀ``, ``a_k = Σ r (x − c)``, ``R_k = Σ r`` and
+    ``m_k = μ_k − c``, ``Σ_k = (S_k − a_k m_kᵀ − m_k a_kᵀ + R_k m_k m_kᵀ) / n_k``. That
+    is exact even for an empty component (``n_k`` is ``R_k`` plus a tiny epsilon, and
+    everything is 0), and the rounding error grows as ``eps · (|μ_k − c| / σ_k)²``,
+    about 1e-12 even for components 100 SDs from the mean. float32 keeps the
+    per-component centred sums, which lose nothing to that.
     """
     n, d = X.shape
     k = nk.shape[0]
     if X.dtype == torch.float64:
         c = X.mean(0)
         S = torch.zeros((d, k * d), dtype=X.dtype, device=X.device)
+        a = torch.zeros((k, d), dtype=X.dtype, device=X.device)
         for s in range(0, n, chunk):
             xc = X[s : s + chunk] - c
-            S += xc.T @ (resp[s : s + chunk, :, None] * xc[:, None, :]).reshape(-1, k * d)
-        S = S.reshape(d, k, d).permute(1, 0, 2) / nk[:, None, None]
+            r = resp[s : s + chunk]
+            S += xc.T @ (r[:, :, None] * xc[:, None, :]).reshape(-1, k * d)
+            a += r.T @ xc
+        S = S.reshape(d, k, d).permute(1, 0, 2)
         m = means - c
-        return S - m[:, :, None] * m[:, None, :]
+        am = a[:, :, None] * m[:, None, :]
+        outer = resp.sum(0)[:, None, None] * m[:, :, None] * m[:, None, :]
+        return (S - am - am.transpose(1, 2) + outer) / nk[:, None, None]
     cov = torch.empty((k, d, d), dtype=X.dtype, device=X.device)
     xt = X.T.contiguous()
     for j in range(k):
@@ -143,7 +152,7 @@ class GaussianMixture(BaseMixture):
         Convergence threshold on the mean log-likelihood per sample.
     reg_covar
         Added to the diagonal of every covariance; keeps them positive definite.
-    max_iter, n_init, random_state
+    max_iter, n_init, random_state, warm_start, verbose, verbose_interval
         As in scikit-learn.
     init_params
         ``"kmeans"``, ``"k-means++"``, ``"random"`` or ``"random_from_data"``: how the
@@ -151,7 +160,8 @@ class GaussianMixture(BaseMixture):
     weights_init, means_init, precisions_init
         Explicit starting parameters (override ``init_params`` for that parameter).
     device, dtype, chunk_size
-        torch device, precision and samples per E-step chunk.
+        torch device, precision (``None``: float32 input stays float32, anything else
+        is float64, as scikit-learn keeps the input's dtype) and samples per E-step chunk.
 
     Attributes
     ----------
@@ -160,7 +170,10 @@ class GaussianMixture(BaseMixture):
     converged_, n_iter_
         Whether the best initialisation converged, and its number of iterations.
     lower_bound_, lower_bounds_
-        Mean log-likelihood per sample at the fitted parameters, and its history.
+        Mean log-likelihood per sample before the last M-step (scikit-learn's), and
+        its history.
+    n_features_in_
+        Number of features seen in ``fit``.
     """
 
     def __init__(
@@ -176,9 +189,12 @@ class GaussianMixture(BaseMixture):
         weights_init=None,
         means_init=None,
         precisions_init=None,
-        random_state: int | None = None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
         device: str = "auto",
-        dtype: str = "float64",
+        dtype: str | None = None,
         chunk_size: int = 8192,
     ) -> None:
         super().__init__(
@@ -187,6 +203,9 @@ class GaussianMixture(BaseMixture):
             max_iter=max_iter,
             n_init=n_init,
             random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
             device=device,
             dtype=dtype,
             chunk_size=chunk_size,
@@ -212,23 +231,30 @@ class GaussianMixture(BaseMixture):
         if not (self.reg_covar >= 0):
             raise GazeemError(f"reg_covar must be >= 0, got {self.reg_covar!r}.")
         if self.weights_init is not None:
-            w = np.asarray(self.weights_init, dtype=float)
-            if w.shape != (k,) or np.any(w < 0) or np.any(w > 1) or not np.isclose(w.sum(), 1.0):
+            w = _check_shape(self.weights_init, (k,), "weights")
+            if np.any(w < 0) or np.any(w > 1):
                 raise GazeemError(
-                    f"weights_init must be {k} values in [0, 1] summing to 1, got shape {w.shape}, sum {w.sum():.6g}."
+                    "The parameter 'weights' should be in the range [0, 1], but got "
+                    f"min value {w.min():.5f}, max value {w.max():.5f}"
                 )
-        if self.means_init is not None and np.shape(self.means_init) != (k, d):
-            raise GazeemError(
-                f"means_init must have shape ({k}, {d}), got {np.shape(self.means_init)}."
-            )
+            atol = 1e-6 if w.dtype == np.float32 else 1e-8
+            if not np.isclose(w.sum(), 1.0, rtol=0, atol=atol):
+                raise GazeemError(
+                    f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}"
+                )
+        if self.means_init is not None:
+            _check_shape(self.means_init, (k, d), "means")
         if self.precisions_init is not None:
+            kind = self.covariance_type
             shapes = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
-            want = shapes[self.covariance_type]
-            if np.shape(self.precisions_init) != want:
-                raise GazeemError(
-                    f"precisions_init for covariance_type={self.covariance_type!r} must have shape "
-                    f"{want}, got {np.shape(self.precisions_init)}."
-                )
+            p = _check_shape(self.precisions_init, shapes[kind], f"{kind} precision")
+            if kind in ("diag", "spherical") and np.any(p <= 0):
+                raise GazeemError(f"'{kind} precision' should be positive")
+            if kind in ("full", "tied"):
+                mats = p.reshape(-1, d, d)
+                sym = np.allclose(mats, mats.transpose(0, 2, 1))
+                if not sym or np.any(np.linalg.eigvalsh(mats) <= 0):
+                    raise GazeemError(f"'{kind} precision' should be symmetric, positive-definite")
 
     # -- initialisation ----------------------------------------------------------------------
     def _initial_resp(self, X: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -338,8 +364,10 @@ class GaussianMixture(BaseMixture):
         """Draw ``n_samples`` points; returns ``(X (n, d), component labels (n,))``."""
         self._check_fitted()
         if n_samples < 1:
-            raise GazeemError(f"n_samples must be >= 1, got {n_samples}.")
-        rng = np.random.default_rng(self.random_state)
+            raise GazeemError(
+                f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample."
+            )
+        rng = _generator(self.random_state)
         w, mu, cov = self.weights_, self.means_, self.covariances_
         counts = rng.multinomial(n_samples, w / w.sum())
         xs, ys = [], []
@@ -354,6 +382,15 @@ class GaussianMixture(BaseMixture):
             xs.append(x)
             ys.append(np.full(m, k))
         return np.concatenate(xs), np.concatenate(ys)
+
+
+def _check_shape(value, shape: tuple[int, ...], name: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise GazeemError(
+            f"The parameter '{name}' should have the shape of {shape}, but got {arr.shape}"
+        )
+    return arr
 
 
 def _covariance_from_precision_cholesky(pc: torch.Tensor, covariance_type: str) -> torch.Tensor:
