@@ -150,20 +150,21 @@ class BaseMixture:
 
     # -- data ------------------------------------------------------------------------------
     def _as_tensor(self, X, name: str = "X", ndim: int = 2) -> torch.Tensor:
-        arr = _as_array(X)
-        if arr.dtype.kind not in "biuf":
-            raise GazeemError(f"{name} must be numeric, got dtype {arr.dtype}.")
+        arr = _as_array(X, name)
         if arr.ndim != ndim:
             raise GazeemError(
                 f"{name} must be {ndim}-D, got shape {arr.shape}"
                 + (
-                    "; reshape a single feature with X.reshape(-1, 1)."
+                    "; Reshape your data with X.reshape(-1, 1) if it has a single feature."
                     if arr.ndim == 1 and ndim == 2
                     else "."
                 )
             )
         if arr.size == 0:
-            raise GazeemError(f"{name} is empty (shape {arr.shape}).")
+            raise GazeemError(
+                f"{name} is empty: {arr.shape[-1]} feature(s) (shape={arr.shape}) while a "
+                "minimum of 1 is required, or no samples."
+            )
         if not np.all(np.isfinite(arr)):
             raise GazeemError(f"{name} contains NaN or inf; remove or impute those samples first.")
         if hasattr(self, "n_features_in_") and arr.ndim == 2:
@@ -353,8 +354,21 @@ class _VerboseLog:
             )
 
 
-def _as_array(X) -> np.ndarray:
-    return np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X)
+def _as_array(X, name: str = "X") -> np.ndarray:
+    """``X`` as a real NumPy array; sparse, complex and non-numeric input are refused."""
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise GazeemError(
+            f"{name} is a sparse {type(X).__name__}; sparse input is not supported, "
+            "pass a dense array (X.toarray())."
+        )
+    arr = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X)
+    if arr.dtype.kind == "c":
+        raise GazeemError(f"{name} is complex; Complex data not supported.")
+    if arr.dtype.kind == "O":
+        arr = arr.astype(np.float64)  # numbers stored as objects; anything else raises
+    if arr.dtype.kind not in "biuf":
+        raise GazeemError(f"{name} must be numeric, got dtype {arr.dtype}.")
+    return arr
 
 
 def _generator(random_state) -> np.random.Generator:

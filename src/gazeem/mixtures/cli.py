@@ -48,8 +48,8 @@ def build_model(args: argparse.Namespace):
     return ObjectLocationMixture(args.components, n_categories=args.categories, **common, **extra)
 
 
-def parameters(model) -> dict:
-    """The fitted parameters and convergence record as plain Python values."""
+def parameters(model, X) -> dict:
+    """The fitted parameters, convergence record and mean log-likelihood of ``X`` under them."""
     names = {
         "GaussianMixture": ["weights_", "means_", "covariances_"],
         "BernoulliMixture": ["theta_", "weights_"],
@@ -60,7 +60,7 @@ def parameters(model) -> dict:
         model=type(model).__name__,
         converged=bool(model.converged_),
         n_iter=int(model.n_iter_),
-        mean_log_likelihood=float(model.lower_bound_),
+        mean_log_likelihood=float(model.score(X)),
     )
     return out
 
@@ -68,7 +68,7 @@ def parameters(model) -> dict:
 def run(args: argparse.Namespace) -> None:
     X = load_matrix(args.data)
     model = build_model(args).fit(X)
-    params = parameters(model)
+    params = parameters(model, X)
     if args.output:
         text = (
             json.dumps(params, indent=2)
