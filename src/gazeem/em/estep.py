@@ -26,10 +26,11 @@ def normalize_log(log_joint: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor,
     """
     log_marginal = torch.logsumexp(log_joint, dim=dim, keepdim=True)
     log_resp = log_joint - log_marginal
-    # rows with no support stay -inf everywhere rather than NaN
-    log_resp = torch.where(
-        torch.isfinite(log_marginal), log_resp, torch.full_like(log_resp, -torch.inf)
-    )
+    # rows with no support stay -inf everywhere rather than NaN (checked on the small
+    # marginal, so rows that all have support cost no pass over the large array)
+    empty = ~torch.isfinite(log_marginal)
+    if bool(empty.any()):
+        log_resp = log_resp.masked_fill(empty, -torch.inf)
     return log_resp, log_marginal.squeeze(dim)
 
 
