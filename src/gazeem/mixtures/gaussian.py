@@ -28,6 +28,8 @@ def _block_rows(width: int, dtype: torch.dtype, cap: int) -> int:
     """Rows of a ``(rows, width)`` block of about :data:`BLOCK_BYTES`, in [256, cap]."""
     item = torch.finfo(dtype).bits // 8
     return max(256, min(int(cap), BLOCK_BYTES // max(1, width * item)))
+
+
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 _ILL_DEFINED = (
@@ -49,95 +51,6 @@ def estimate_gaussian_parameters(
     eye = torch.eye(d, dtype=X.dtype, device=X.device)
     if covariance_type == "full":
         cov = _full_covariances(X, resp, nk, means) + reg_covar * eye
-    elif covariance_type == "tied":
-        cov = (X.T @ X - (nk[:, None] * means).T @ means) / nk.sum() + reg_covar * eye
-    else:
-        avg_x2 = (resp.T @ (X * X)) / nk[:, None]
-        cov = avg_x2 - means**2 + reg_covar
-        if covariance_type == "spherical":
-            cov = cov.mean(1)
-    return nk, means, cov
-
-
-def _full_covariances(
-    X: torch.Tensor, resp: torch.Tensor, nk: torch.Tensor, means: torch.Tensor, chunk: int = 16384
-) -> torch.Tensor:
-    """``Σ_k = Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ / n_k`` for every component, ``(K, d, d)``.
-
-    float64: one GEMM for all components per chunk of samples, about the global mean
-    ``c``: with ``S_k = Σ r (x − c)(x − c)ᵀ``, ``a_k = Σ r (x − c)``, ``R_k = Σ r`` and
-    ``m_k = μ_k − c``, ``Σ_k = (S_k − a_k m_kᵀ − m_k a_kᵀ + R_k m_k m_kᵀ) / n_k``. That
-    is exact even for an empty component (``n_k`` is ``R_k`` plus a tiny epsilon, and
-    everything is 0), and the rounding error grows as ``eps · (|μ_k − c| / σ_k)²``,
-    about 1e-12 even for components 100 SDs from the mean. float32 keeps the
-    per-component centred sums, which lose nothing to that.
-    """
-    n, d = X.shape
-    k = nk.shape[0]
-    chunk = _block_rows(k * d, X.dtype, chunk)
-    if X.dtype == torch.float64:
-        c = X.mean(0)
-        S = torch.zeros((d, k * d), dtype=X.dtype, device=X.device)
-        a = torch.zeros((k, d), dtype=X.dtype, device=X.device)
-        for s in range(0, n, chunk):
-            xc = X[s : s + chunk] - c
-            r = resp[s : s + chunk]
-            S += xc.T @ (r[:, :, None] * xc[:, None, :]).reshape(-1, k * d)
-            a += r.T @ xc
-        S = S.reshape(d, k, d).permute(1, 0, 2)
-        m = means - c
-        am = a[:, :, None] * m[:, None, :]
-        outer = resp.sum(0)[:, None, None] * m[:, :, None] * m[:, None, :]
-        return (S - am - am.transpose(1, 2) + outer) / nk[:, None, None]
-    cov = torch.empty((k, d, d), dtype=X.dtype, device=X.device)
-    xt = X.T.contiguous()
-    for j in range(k):
-        dt = xt - means[j][:, None]
-        cov[j] = (dt * resp[:, j]) @ dt.T / nk[j]
-    return cov
-
-
-def precision_cholesky(cov: torch.Tensor, covariance_type: str, reg_covar: float) -> torch.Tensor:
-    """Cholesky factor of the precision, ``P`` with ``P Pᵀ = Σ⁻¹`` (upper triangular, as sklearn)."""
-    if covariance_type in ("full", "tied"):
-        chol, info = torch.linalg.cholesky_ex(cov)
-        if bool((info != 0).any()):
-            raise GazeemError(_ILL_DEFINED.format(reg=reg_covar))
-        eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device).expand_as(cov)
-        return torch.linalg.solve_triangular(chol, eye, upper=False).transpose(-1, -2)
-    if bool((cov <= 0).any()):
-        raise GazeemError(_ILL_DEFINED.format(reg=reg_covar))
-    return 1.0 / torch.sqrt(cov)
-
-
-def precision_cholesky_from_precisions(prec: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    if covariance_type in ("full", "tied"):
-        chol, info = torch.linalg.cholesky_ex(prec)
-        if bool((info != 0).any()):
-            raise GazeemError("precisions_init must be symmetric positive definite.")
-        return chol
-    if bool((prec <= 0).any()):
-        raise GazeemError("precisions_init must be positive.")
-    return torch.sqrt(prec)
-
-
-def log_gaussian_prob(
-    X: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor, covariance_type: str
-) -> torch.Tensor:
-    """``log N(x_n; μ_k, Σ_k)`` for every sample and component, ``(N, K)``."""
-    n, d = X.shape
-    k = means.shape[0]
-    if covariance_type == "full":
-        log_det = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)
-        # one GEMM for all components, the means folded in:
-        # y = X [P_1 ... P_K] - [μ_1 P_1 ... μ_K P_K], in cache-sized blocks of rows
-        p_all = prec_chol.permute(1, 0, 2).reshape(d, k * d)
-        shift = torch.einsum("kd,kde->ke", means, prec_chol).reshape(1, k * d)
-        log_prob = torch.empty((n, k), dtype=X.dtype, device=X.device)
-        rows = _block_rows(k * d, X.dtype, n)
-        for s in range(0, n, rows):
-            y = torch.addmm(shift, X[s : s + rows], p_all, beta=-1)
-            torch.sum(y.square_().reshape(-1, k, d), -1, out=log_prob[s : s + rows])
     elif covariance_type == "tied":
         cov = (X.T @ X - (nk[:, None] * means).T @ means) / nk.sum() + reg_covar * eye
     else:
