@@ -24,8 +24,13 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 BLOCK_BYTES = 8 * 2**20
 
 
-def _block_rows(width: int, dtype: torch.dtype, cap: int) -> int:
-    """Rows of a ``(rows, width)`` block of about :data:`BLOCK_BYTES`, in [256, cap]."""
+def _block_rows(width: int, dtype: torch.dtype, cap: int, device: torch.device) -> int:
+    """Rows of a ``(rows, width)`` block of about :data:`BLOCK_BYTES`, in [256, cap].
+
+    On a GPU, ``cap``: there, fewer and larger kernels win over cache-sized blocks.
+    """
+    if device.type != "cpu":
+        return int(cap)
     item = torch.finfo(dtype).bits // 8
     return max(256, min(int(cap), BLOCK_BYTES // max(1, width * item)))
 
@@ -76,7 +81,7 @@ def _full_covariances(
     """
     n, d = X.shape
     k = nk.shape[0]
-    chunk = _block_rows(k * d, X.dtype, chunk)
+    chunk = _block_rows(k * d, X.dtype, chunk, X.device)
     if X.dtype == torch.float64:
         c = X.mean(0)
         S = torch.zeros((d, k * d), dtype=X.dtype, device=X.device)
@@ -138,7 +143,7 @@ def log_gaussian_prob(
         shift = torch.einsum("kd,kde->ke", means, prec_chol).reshape(1, k * d)
         aug = torch.cat([p_all, -shift])
         log_prob = torch.empty((n, k), dtype=X.dtype, device=X.device)
-        rows = _block_rows(k * d, X.dtype, n)
+        rows = _block_rows(k * d, X.dtype, n, X.device)
         xa = torch.ones((rows, d + 1), dtype=X.dtype, device=X.device)
         for s in range(0, n, rows):
             m = min(rows, n - s)
