@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 import warnings
@@ -27,6 +28,7 @@ from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.exceptions import NotFittedError as SkNotFittedError
 from sklearn.utils.estimator_checks import check_estimator
 
+from gazeem.errors import GazeemError
 from gazeem.mixtures import (
     BernoulliMixture,
     GaussianMixture,
@@ -82,6 +84,27 @@ def test_check_estimator_passes_on_the_gaussian_mixture():
     bad = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
     assert bad == []
     assert sum(r["status"] == "passed" for r in results) >= 40
+
+
+#: what the coin and object models say to data that is not theirs
+REFUSALS = r"every entry of X must be 0 or 1|X must have 4 columns|category labels"
+
+
+@pytest.mark.parametrize(
+    "est", [BernoulliMixture(device="cpu"), ObjectLocationMixture(device="cpu")], ids=repr
+)
+def test_check_estimator_fails_the_coin_and_object_models_only_by_their_refusal(est):
+    """Every failed check failed because the model refused arbitrary real data."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(est, on_fail=None)
+    failed = [r for r in results if r["status"] == "failed"]
+    for r in failed:
+        e = r["exception"]
+        cause = e if isinstance(e, GazeemError) else (e.__cause__ or e.__context__)
+        assert isinstance(cause, GazeemError), (r["check_name"], e)
+        assert re.search(REFUSALS, str(cause)), (r["check_name"], cause)
+    assert sum(r["status"] == "passed" for r in results) >= 17
 
 
 def test_exceptions_are_scikit_learns():
