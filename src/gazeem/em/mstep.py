@@ -45,12 +45,16 @@ def maximize_weighted(
         Has ``log_likelihood(x, y, z) -> (M,)`` and ``log_penalty() -> scalar``.
     batches
         Called once per objective evaluation; yields ``(x, y, z, w)`` with
-        ``w (M,)`` the posterior weight of each pair.
+        ``w (M,)`` the posterior weight of each pair. Or an objective that computes
+        the loss itself: ``total_weight`` and ``accumulate(module, scale) -> loss``,
+        which adds the gradient of ``-scale · Σ w log p`` to ``.grad`` (e.g.
+        :class:`gazeem.gaze.window_mstep.WindowObjective`).
     method
         ``"lbfgs"`` or ``"adam"``.
     """
     params = [p for p in module.parameters() if p.requires_grad]
-    total_w = sum(float(b[3].sum()) for b in batches())
+    whole = getattr(batches, "accumulate", None)
+    total_w = batches.total_weight if whole else sum(float(b[3].sum()) for b in batches())
     if total_w <= 0:
         raise ValueError("the M-step got no posterior weight: every fixation is empty.")
     scale = 1.0 / total_w
@@ -66,7 +70,9 @@ def maximize_weighted(
             p.grad = None
         loss_total = torch.zeros((), dtype=torch.float64)
         with torch.set_grad_enabled(grad):
-            for x, y, z, w in batches():
+            if whole is not None:
+                loss_total += whole(module, scale)
+            for x, y, z, w in () if whole is not None else batches():
                 if fast is not None:
                     loss_total += fast(x, y, w, scale)
                     continue

@@ -9,7 +9,6 @@ pairs, then the tracker and a learnable prior in closed form. The per-bin latent
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 
@@ -24,12 +23,16 @@ from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.gaze.gauge import energy_centroid
 from gazeem.gaze.posterior import GazePosterior
 from gazeem.gaze.settings import ProblemSettings
+from gazeem.gaze.window_mstep import WindowObjective
 from gazeem.gaze.windows import Windows, make_windows, window_half_width
 from gazeem.models.observation import TrackerModel, TrackerStats
 from gazeem.models.prior import GridPrior
 from gazeem.models.response import ResponseModel
 
 log = logging.getLogger("gazeem.fit")
+
+#: the response M-step by windows (:mod:`gazeem.gaze.window_mstep`) where it applies
+WINDOW_MSTEP = True
 
 
 @dataclass(frozen=True)
@@ -270,9 +273,8 @@ class FixationProblem:
     def fit_response(self, cells: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor) -> None:
         """Refit the response on pairs ``cells (F, K, 2)`` weighted by ``weights (F, K)``."""
         cap = int(self.settings.mstep.max_cells)
-        pairs = functools.partial(self.batches.pair_batches, pooled=True)
         if int(keep.sum(1).max()) <= cap:
-            self.maximize(pairs(cells, weights, keep, cache=True))
+            self.maximize(self.objective(cells, weights, keep, cache=True))
             return
         # broad posteriors: optimise on the most probable cells, then check exactly
         w_kept = torch.where(keep, weights, torch.zeros_like(weights))
@@ -282,10 +284,10 @@ class FixationProblem:
         w_small = w_small * (
             w_kept.sum(1, keepdim=True) / w_small.sum(1, keepdim=True).clamp_min(1e-300)
         )
-        full = pairs(cells, weights, keep, cache=False)
+        full = self.objective(cells, weights, keep, cache=False)
         before = [p.detach().clone() for p in self.response.parameters()]
         q_before = self.expected_objective(full)
-        self.maximize(pairs(cells, w_small, small, cache=True))
+        self.maximize(self.objective(cells, w_small, small, cache=True))
         after = [p.detach().clone() for p in self.response.parameters()]
         step = 1.0
         while True:
@@ -304,6 +306,12 @@ class FixationProblem:
             "capped M-step: Q %.6g -> %.6g (step %.3g)", q_before, max(q_after, q_before), step
         )
 
+    def objective(self, cells, weights, keep, cache: bool):
+        """The M-step's objective: by windows where the response allows it, else by pairs."""
+        if WINDOW_MSTEP and getattr(self.response, "window_mstep", False):
+            return WindowObjective(self.batches, cells, weights, keep, pooled=True, cache=cache)
+        return self.batches.pair_batches(cells, weights, keep, cache=cache, pooled=True)
+
     def maximize(self, batches) -> None:
         m = self.settings.mstep
         info = maximize_weighted(
@@ -317,9 +325,12 @@ class FixationProblem:
         log.debug("response M-step: %s", info)
 
     def expected_objective(self, batches) -> float:
-        """``Σ_pairs w · log p(y | x, z) + log_penalty`` at the current parameters (nats)."""
-        total = 0.0
+        """``Σ_pairs w · log p(y | x, z) + log_penalty`` at the current parameters (nats;
+        a window objective leaves out ``Σ w log y!``, which the parameters do not change)."""
         with torch.no_grad():
+            if isinstance(batches, WindowObjective):
+                return batches.value(self.response) + float(self.response.log_penalty())
+            total = 0.0
             for x, y, z, w in batches():
                 total += float((w * self.response.log_likelihood(x, y, z)).sum())
             total += float(self.response.log_penalty())

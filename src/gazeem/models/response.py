@@ -186,6 +186,33 @@ class PoissonLN(ResponseModel):
                     param.grad += grad
             return float(-scale * (w[:, None] * ll).sum())
 
+    @property
+    def window_mstep(self) -> bool:
+        """Whether :meth:`accumulate_window_rate` applies: with ``exp``, the expected
+        log-likelihood's linear part is a fixed spike-triggered sum (issue 19)."""
+        return self.nonlinearity == "exp"
+
+    def accumulate_window_rate(self, crops: torch.Tensor, wmap: torch.Tensor, scale: float) -> float:
+        """Add the gradient of ``scale · Σ_t Σ_c w_tc Σ_n exp(g_tcn)`` to ``.grad``; return it.
+
+        The rate term of the M-step's loss over whole windows: ``crops (T, L, R, R)``,
+        ``wmap (T, W, W)`` the weight of every cell (0 off the posterior's support),
+        ``g = bias + crops ⋆ rf`` as in :meth:`window_log_likelihood`. The drive is one
+        convolution and the gradient one correlation of the crops with ``w · exp(g)``,
+        so no patch is ever cut per (bin, cell) pair.
+        """
+        with torch.no_grad():
+            e = torch.exp_(F.conv2d(crops, self.rf) + self.bias[None, :, None, None])
+            e.mul_(wmap[:, None].to(e.dtype))
+            grad_rf = torch.nn.grad.conv2d_weight(crops, self.rf.shape, e) * scale
+            rate_sum = e.sum((0, 2, 3))
+            for param, grad in ((self.rf, grad_rf), (self.bias, rate_sum * scale)):
+                if param.grad is None:
+                    param.grad = grad
+                else:
+                    param.grad += grad
+            return float(rate_sum.sum(dtype=torch.float64)) * scale
+
     def window_log_likelihood(
         self, crops: torch.Tensor, y: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
