@@ -14,7 +14,7 @@ import torch
 import gazeem.gaze.fixation as fixation_module
 from gazeem.em.estep import prune_support
 from gazeem.gaze.window_mstep import WindowObjective
-from tests.gaze.test_held_frames import held, problem  # noqa: F401  (held: a fixture)
+from tests.gaze.test_held_frames import held, problem
 
 __all__ = ["held"]
 
@@ -26,7 +26,9 @@ def loss_and_grad(prob, objective_or_batches):
     if isinstance(objective_or_batches, WindowObjective):
         loss = objective_or_batches.accumulate(resp, 1.0)
     else:
-        loss = sum(resp.accumulate_weighted_loss(x, y, w, 1.0) for x, y, _, w in objective_or_batches())
+        loss = sum(
+            resp.accumulate_weighted_loss(x, y, w, 1.0) for x, y, _, w in objective_or_batches()
+        )
     return loss, resp.rf.grad.clone(), resp.bias.grad.clone()
 
 
@@ -39,8 +41,8 @@ def posterior_support(prob, mass):
 @pytest.mark.parametrize("n_lags", [1, 2])
 @pytest.mark.parametrize("pooled", [True, False])
 @pytest.mark.parametrize("mass", [1e-6, 0.3])
-def test_window_loss_and_gradient_equal_the_pairs(held, n_lags, pooled, mass):  # noqa: F811
-    prob, z0 = problem(held, n_lags, pooled=pooled)
+def test_window_loss_and_gradient_equal_the_pairs(held, n_lags, pooled, mass):
+    prob, _ = problem(held, n_lags, pooled=pooled)
     torch.manual_seed(0)
     with torch.no_grad():  # fields that make the posterior neither flat nor a point
         prob.response.rf.normal_(0, 0.05)
@@ -50,9 +52,7 @@ def test_window_loss_and_gradient_equal_the_pairs(held, n_lags, pooled, mass):  
     assert int(sizes.max()) > 4 and int(sizes.min()) >= 1  # broad and sharp rows alike
     pairs = prob.batches.pair_batches(cells, weights, keep, cache=False, pooled=True)
     window = WindowObjective(prob.batches, cells, weights, keep, pooled=True, cache=True)
-    assert window.total_weight == pytest.approx(
-        sum(float(b[3].sum()) for b in pairs()), rel=1e-12
-    )
+    assert window.total_weight == pytest.approx(sum(float(b[3].sum()) for b in pairs()), rel=1e-12)
     lp, gp_rf, gp_b = loss_and_grad(prob, pairs)
     lw, gw_rf, gw_b = loss_and_grad(prob, window)
     assert lw == pytest.approx(lp, rel=1e-11)
@@ -61,7 +61,7 @@ def test_window_loss_and_gradient_equal_the_pairs(held, n_lags, pooled, mass):  
     np.testing.assert_allclose(gw_b, gp_b, rtol=1e-10, atol=1e-10 * float(gp_b.abs().max()))
 
 
-def test_mstep_by_windows_reaches_the_pair_mstep(held, monkeypatch):  # noqa: F811
+def test_mstep_by_windows_reaches_the_pair_mstep(held, monkeypatch):
     fields = []
     for form in (True, False):
         monkeypatch.setattr(fixation_module, "WINDOW_MSTEP", form)

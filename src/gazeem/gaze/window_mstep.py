@@ -83,10 +83,13 @@ class WindowObjective:
         x, y = cells[..., 0], cells[..., 1]
         x0 = torch.where(keep, x, big).min(1).values
         y0 = torch.where(keep, y, big).min(1).values
-        side = torch.maximum(
-            torch.where(keep, x, -big).max(1).values - x0,
-            torch.where(keep, y, -big).max(1).values - y0,
-        ) + 1
+        side = (
+            torch.maximum(
+                torch.where(keep, x, -big).max(1).values - x0,
+                torch.where(keep, y, -big).max(1).values - y0,
+            )
+            + 1
+        )
         self.x0, self.y0, self.side = x0, y0, side
         # every fixation's weight map, (F, B_max, B_max), cells at (y − y0, x − x0)
         b_max = int(side.max())

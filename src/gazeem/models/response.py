@@ -192,7 +192,9 @@ class PoissonLN(ResponseModel):
         log-likelihood's linear part is a fixed spike-triggered sum (issue 19)."""
         return self.nonlinearity == "exp"
 
-    def accumulate_window_rate(self, crops: torch.Tensor, wmap: torch.Tensor, scale: float) -> float:
+    def accumulate_window_rate(
+        self, crops: torch.Tensor, wmap: torch.Tensor, scale: float
+    ) -> float:
         """Add the gradient of ``scale · Σ_t Σ_c w_tc Σ_n exp(g_tcn)`` to ``.grad``; return it.
 
         The rate term of the M-step's loss over whole windows: ``crops (T, L, R, R)``,
