@@ -21,6 +21,7 @@ from benchmarks import (
     mixtures,
     photographs,
     profile_fit,
+    window_mstep,
     workflow,
 )
 from benchmarks.common import machine, md_table, sgemm_peak_gflops
@@ -35,6 +36,7 @@ SECTIONS = (
     "ingest",
     "mixtures",
     "photographs",
+    "window_mstep",
     "profile",
     "workflow",
     "gpu",
@@ -55,6 +57,7 @@ def main(argv: list[str]) -> None:
         "ingest": lambda: ingest_scale.main([]),
         "mixtures": mixtures.run,
         "photographs": photographs.run,
+        "window_mstep": window_mstep.run,
         "profile": profile_fit.run,
         "workflow": workflow.run,
         "gpu": gpu.run,  # records "skipped" where torch sees no CUDA device
@@ -91,6 +94,8 @@ def tables(results: dict) -> dict[str, str]:
         out["mixtures"] = mixtures.markdown(results["mixtures"])
     if "photographs" in results:
         out["photographs"] = photographs.markdown(results["photographs"])
+    if "window_mstep" in results:
+        out["window_mstep"] = window_mstep.markdown(results["window_mstep"])
     if "profile" in results:
         out["profile"] = profile_fit.markdown(results["profile"])
     if "workflow" in results:

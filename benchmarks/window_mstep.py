@@ -1,8 +1,8 @@
 """The response M-step by windows against the pair cache (issue 19), side by side.
 
 Each session is fitted twice in one run for the same number of EM iterations: with the
-M-step by windows (:mod:`gazeem.gaze.window_mstep`, the default) and with today's
-(bin, cell) pair batches and their patch cache. Sessions: issue 13's 2-minute noise
+M-step by windows (:mod:`gazeem.gaze.window_mstep`) and with the (bin, cell) pair
+batches and their patch cache (the default). Sessions: issue 13's 2-minute noise
 session with its offset geometry, and the 1-minute photograph session (pooled runs);
 each also with a 64 MB cache, as a long session sees it once its pairs outgrow the
 cache.

@@ -31,8 +31,11 @@ from gazeem.models.response import ResponseModel
 
 log = logging.getLogger("gazeem.fit")
 
-#: the response M-step by windows (:mod:`gazeem.gaze.window_mstep`) where it applies
-WINDOW_MSTEP = True
+#: the response M-step by windows (:mod:`gazeem.gaze.window_mstep`) where it applies.
+#: Off: measured against the pair cache it was 2x slower on noise and 7.6x on
+#: photographs (docs/performance.md, "The M-step by windows"); kept, exact and tested,
+#: for the GPU measurement and for dense posteriors in long sessions
+WINDOW_MSTEP = False
 
 
 @dataclass(frozen=True)
