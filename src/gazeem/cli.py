@@ -203,8 +203,12 @@ def cmd_fit(args: argparse.Namespace) -> None:
             est.loglik_[-1],
             time.perf_counter() - t0,
         )
-        for i, (ll, s) in enumerate(zip(est.loglik_, est.state_.seconds_per_iter, strict=True)):
-            log.info("iteration %d: log-likelihood %.8g, %.3f s", i, ll, s)
+        trace = zip(est.loglik_, est.state_.seconds_per_iter, est.fit_.gaze_change, strict=True)
+        for i, (ll, s, (rms, big)) in enumerate(trace):
+            log.info(
+                "iteration %d: log-likelihood %.8g, gaze moved %.3g px RMS (%.3g at most), %.3f s",
+                *(i, ll, rms, big, s),
+            )
         write_netcdf_atomic(est.to_dataset(ds), args.output)
     log.info("wrote %s", args.output)
 

@@ -129,3 +129,29 @@ def test_cli_rejects_unknown_keys(tmp_path, caplog):
     sess = tmp_path / "s.nc"
     assert main(["fit", str(sess), str(tmp_path / "f.nc"), "--set", "windw_k=3"]) == 2
     assert "unknown key(s) ['windw_k']" in caplog.text
+
+
+def test_gaze_change_is_how_far_the_posterior_means_moved():
+    """The trace's gaze change at iteration 3 is the move of every fixation's posterior
+    mean between a 2- and a 3-iteration fit (EM is deterministic)."""
+    import warnings
+
+    from tests.conftest import make_session
+
+    ds = make_session("small", seed=7)
+    means, fits = [], []
+    for n in (2, 3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = GazeEM(**{**FIT, "max_iter": n, "tol": 0.0, "heldout_check": False}).fit(ds)
+        post = est.posterior_
+        q = post.log_q.exp().double()
+        means.append(np.einsum("fk,fki->fi", q.numpy(), post.windows.cells.double().numpy()))
+        fits.append(est)
+    moved = np.linalg.norm(means[1] - means[0], axis=1)
+    change = fits[1].fit_.gaze_change
+    assert change.shape == (4, 2) and np.isnan(change[0]).all()
+    assert change[3, 0] == pytest.approx(np.sqrt(np.mean(moved**2)), rel=1e-9, abs=1e-12)
+    assert change[3, 1] == pytest.approx(moved.max(), rel=1e-9, abs=1e-12)
+    assert moved.max() > 0  # the test compares a real move
+    np.testing.assert_allclose(fits[1].to_dataset(ds)["gaze_change_rms_px"], change[:, 0])

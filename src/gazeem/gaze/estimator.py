@@ -28,6 +28,7 @@ from gazeem.gaze.fit import GazeFit, build_fit, fall_back_to_trace, move_gauge, 
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.gauge import subpixel_gauge
 from gazeem.gaze.heldout import heldout_comparison
+from gazeem.gaze.posterior import GazeMoves
 from gazeem.gaze.settings import (
     PARAMETER_CONSTRAINTS,
     ProblemSettings,
@@ -362,7 +363,6 @@ class GazeEM:
             problem.fit_response_on_positions(
                 torch.round(expected_positions(data, tracker)).to(torch.int64)
             )
-
         estep, state = run_em(
             problem,
             tol=self.tol,
@@ -370,16 +370,14 @@ class GazeEM:
             rel_slack=1e-6 if data.counts.dtype == torch.float64 else 2e-5,
             progress=self.progress,
             desc=f"EM {name}",
+            callback=(moves := GazeMoves(data)),
         )
         self.grid_, self.tracker_, self.prior_, self.response_ = grid, tracker, prior, response
         self.posterior_ = estep.posterior
         drift = {}
         if latent == "bin":
-            drift = dict(
-                viterbi=problem.viterbi(),
-                sigma_drift=problem.sigma_drift,
-                sigma_sacc=problem.sigma_sacc,
-            )
+            drift = dict(viterbi=problem.viterbi(), sigma_drift=problem.sigma_drift)
+            drift["sigma_sacc"] = problem.sigma_sacc
         fit = build_fit(
             latent=latent,
             offset_mode=offset_mode,
@@ -390,6 +388,7 @@ class GazeEM:
             initial=initial,
             state=state,
             loglik_raw=loglik_raw,
+            gaze_change=moves.as_array(),
             **drift,
         )
         if offset_mode == "fields":
@@ -413,11 +412,10 @@ class GazeEM:
         self.rf_initial_, self.bias_initial_ = fit.rf_initial, fit.bias_initial
         self.loglik_ = np.asarray(state.log_likelihood)
         self.loglik_raw_, self.loglik_corrected_ = fit.loglik_raw, fit.loglik_corrected
-        self.n_spikes_ = fit.n_spikes
-        self.n_iter_, self.converged_ = state.n_iter, state.converged
-        self.device_ = fit.provenance["device"]
-        self.wall_time_s_ = fit.provenance["wall_time_s"]
-        self.data_warnings_ = fit.provenance["data_warnings"]
+        self.n_spikes_, self.n_iter_, self.converged_ = fit.n_spikes, state.n_iter, state.converged
+        prov = fit.provenance
+        self.device_, self.wall_time_s_ = prov["device"], prov["wall_time_s"]
+        self.data_warnings_ = prov["data_warnings"]
         if fit.latent == "bin":
             self.sigma_drift_, self.sigma_sacc_ = fit.sigma_drift, fit.sigma_sacc
             self.viterbi_ = fit.gaze["viterbi"]

@@ -45,6 +45,9 @@ class GazeFit:
     eye_px: np.ndarray
     examples: dict[str, np.ndarray]
     state: EMState
+    #: ``(iterations + 1, 2)`` RMS and largest move of the fixations' posterior means per
+    #: iteration, px (:class:`GazeMoves`)
+    gaze_change: np.ndarray
     loglik_raw: float
     loglik_corrected: float
     n_spikes: int
@@ -116,6 +119,7 @@ def build_fit(
     initial: tuple[np.ndarray | None, np.ndarray | None],
     state: EMState,
     loglik_raw: float,
+    gaze_change: np.ndarray | None = None,
     viterbi: np.ndarray | None = None,
     sigma_drift: float | None = None,
     sigma_sacc: float | None = None,
@@ -145,6 +149,7 @@ def build_fit(
         eye_px=data.eye_px,
         examples=example_posteriors(post, data, tracker),
         state=state,
+        gaze_change=np.full((0, 2), np.nan) if gaze_change is None else gaze_change,
         loglik_raw=loglik_raw,
         loglik_corrected=post.expected_response_loglik,
         n_spikes=int(data.counts[data.fit_bins].sum()),

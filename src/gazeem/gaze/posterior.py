@@ -10,6 +10,7 @@ own posteriors extend it: :class:`gazeem.gaze.fixation.FixationPosterior` and
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ import torch
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.windows import Windows
 from gazeem.models.observation import TrackerModel
+
+log = logging.getLogger("gazeem.fit")
 
 #: variance of a position spread evenly over one cell, px² per axis. The response sees the
 #: patch cut at a cell, so within a cell the likelihood is flat: the continuous gaze given
@@ -32,6 +35,12 @@ class GazePosterior:
 
     windows: Windows
     log_q: torch.Tensor
+
+    def fixation_means(self, data: GazeData) -> np.ndarray:
+        """Posterior mean gaze per fixation, ``(F, 2)`` stimulus pixels."""
+        q = self.log_q.exp().cpu()
+        pos = data.pin_calibration(self.windows.cells.cpu().to(torch.float64), centered=False)
+        return torch.einsum("fk,fki->fi", q, pos).numpy()
 
     def per_fixation(self, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
         """Posterior ``mean``, ``sd``, ``map`` ``(F, 2)`` stimulus pixels, ``entropy``
@@ -81,6 +90,34 @@ class GazePosterior:
     def expected_response_loglik(self) -> float:
         """``E_q[log p(y | z)]`` summed over fitted bins, nats."""
         raise NotImplementedError
+
+
+class GazeMoves:
+    """How far the posterior mean gaze moves at each EM iteration (a ``run_em`` callback).
+
+    ``as_array()`` is ``(iterations + 1, 2)``: the RMS and the largest move of any
+    fixation's posterior mean since the previous E-step, px (NaN at iteration 0). It says
+    whether an iteration still changes the answer, which the log-likelihood's change in
+    nats does not (issue 19).
+    """
+
+    def __init__(self, data: GazeData) -> None:
+        self.data, self.last, self.moves = data, None, []
+
+    def __call__(self, iteration: int, estep) -> None:
+        mean = estep.posterior.fixation_means(self.data)
+        if self.last is None:
+            self.moves.append((np.nan, np.nan))
+        else:
+            d = np.linalg.norm(mean - self.last, axis=1)
+            self.moves.append((float(np.sqrt(np.mean(d**2))), float(d.max())))
+            log.info(
+                "iteration %d: gaze moved %.3g px RMS, %.3g px at most", iteration, *self.moves[-1]
+            )
+        self.last = mean
+
+    def as_array(self) -> np.ndarray:
+        return np.asarray(self.moves, dtype=np.float64).reshape(-1, 2)
 
 
 def to_bins(data: GazeData, per_fit_bin: np.ndarray) -> np.ndarray:

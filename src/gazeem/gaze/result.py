@@ -150,6 +150,16 @@ def trace_vars(fit: GazeFit) -> Vars:
             {"units": "nat", "long_name": "log-likelihood plus log prior of parameters"},
         ),
         "seconds_per_iter": (it, np.asarray(s.seconds_per_iter), {"units": "s"}),
+        "gaze_change_rms_px": (
+            it,
+            fit.gaze_change[:, 0],
+            _px("RMS move of the fixations' posterior mean gaze since the last iteration"),
+        ),
+        "gaze_change_max_px": (
+            it,
+            fit.gaze_change[:, 1],
+            _px("largest move of a fixation's posterior mean gaze since the last iteration"),
+        ),
     }
 
 
