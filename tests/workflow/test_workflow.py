@@ -82,7 +82,11 @@ def test_logs_record_config_device_iterations_and_convergence(tiny_run):
     log = (tiny_run / "logs" / "fit" / "demo1.log").read_text()
     assert "fitting results/sessions/demo1.nc with config" in log and "window_k: 3.0" in log
     assert re.search(r"device cpu: \d+ iterations, converged=(True|False)", log)
-    assert re.search(r"iteration 1: log-likelihood -?[\d.e+]+, [\d.]+ s", log)
+    num = r"-?[\d.]+(?:e[+-]?\d+)?"
+    assert re.search(
+        rf"iteration 1: log-likelihood {num}, gaze moved {num} px RMS \({num} at most\), [\d.]+ s",
+        log,
+    )
     assert "EM demo1" in log  # the tqdm bar
 
 
