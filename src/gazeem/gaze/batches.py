@@ -34,6 +34,13 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # x, y, z
 POOL_BELOW = 0.5
 
 
+def concat_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``cat([arange(s, s + n) for s, n in zip(starts, lengths)])``, without a Python loop."""
+    first = torch.cumsum(lengths, 0) - lengths
+    within = torch.arange(int(lengths.sum()), device=lengths.device)
+    return starts.repeat_interleave(lengths) + within - first.repeat_interleave(lengths)
+
+
 @dataclass(frozen=True)
 class Runs:
     """Runs of consecutive fitted bins of one fixation that see the same lagged frames.
@@ -196,11 +203,7 @@ class Batches:
             start = torch.cumsum(ns, 0) - ns
             local = fb[lo:hi] - a
             reps = ns[local]
-            first = torch.cumsum(reps, 0) - reps
-            within = torch.arange(int(reps.sum()), device=bins.device) - first.repeat_interleave(
-                reps
-            )
-            sidx = start[local].repeat_interleave(reps) + within
+            sidx = concat_ranges(start[local], reps)
             yield bins.repeat_interleave(reps), sup_f[sidx] + a, sup_k[sidx]
             a = b
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gazeem.gaze.batches import Batches
+from gazeem.gaze.batches import Batches, concat_ranges
 from gazeem.gaze.patches import gather_crops, lagged_frame_index
+from gazeem.models.response import add_grad
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,11 @@ class WindowObjective:
         start = torch.cumsum(n_rows, 0) - n_rows
         order = torch.argsort(side, stable=True)
         # rows in order of their fixation's box side (rows of a fixation stay together)
-        reps = n_rows[order]
-        first = torch.cumsum(reps, 0) - reps
-        within = torch.arange(int(reps.sum()), device=dev) - first.repeat_interleave(reps)
-        self.order = start[order].repeat_interleave(reps) + within
+        self.order = concat_ranges(start[order], n_rows[order])
         self._cached: list[WindowChunk] | None = None
-        self.sta, self.yw, self.total_weight = self._linear_part()
         if cache and batches.budget.fits_cache(self._crop_bytes()):
             self._cached = list(self._make())
+        self.sta, self.yw, self.total_weight = self._linear_part()
 
     # -- chunks ------------------------------------------------------------------------------
     def _row_bytes(self, b: int) -> int:
@@ -170,7 +168,7 @@ class WindowObjective:
         sta = torch.zeros(resp.rf.shape, dtype=torch.float64, device=d.counts.device)
         yw = torch.zeros(d.n_units, dtype=torch.float64, device=d.counts.device)
         total, s = 0.0, 0
-        for ch in self._make():
+        for ch in self.chunks():
             t, lags, r, _ = ch.crops.shape
             rows = self.order[s : s + t]
             s += t
@@ -196,8 +194,8 @@ class WindowObjective:
             linear = float((module.rf * self.sta).sum(dtype=torch.float64)) + float(
                 (module.bias * self.yw).sum(dtype=torch.float64)
             )
-            module.rf.grad -= scale * self.sta
-            module.bias.grad -= scale * self.yw
+            add_grad(module.rf, -scale * self.sta)
+            add_grad(module.bias, -scale * self.yw)
         return loss - scale * linear
 
     def value(self, module: torch.nn.Module) -> float:

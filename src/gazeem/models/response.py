@@ -18,6 +18,14 @@ import torch.nn.functional as F
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
 
+def add_grad(param: torch.Tensor, grad: torch.Tensor) -> None:
+    """Accumulate ``grad`` into ``param.grad`` as autograd would (analytic gradients)."""
+    if param.grad is None:
+        param.grad = grad
+    else:
+        param.grad += grad
+
+
 def poisson_log_prob(counts: torch.Tensor, drive: torch.Tensor, nonlinearity: str) -> torch.Tensor:
     """Elementwise ``log Poisson(y; f(drive))`` in nats, with ``f`` = exp or softplus."""
     if nonlinearity == "exp":
@@ -179,11 +187,8 @@ class PoissonLN(ResponseModel):
             r = (-scale) * w[:, None] * dll  # d loss / d drive, (M, N)
             grad_rf = (r.T @ xf).reshape(self.rf.shape)
             grad_b = r.sum(0)
-            for param, grad in ((self.rf, grad_rf), (self.bias, grad_b)):
-                if param.grad is None:
-                    param.grad = grad
-                else:
-                    param.grad += grad
+            add_grad(self.rf, grad_rf)
+            add_grad(self.bias, grad_b)
             return float(-scale * (w[:, None] * ll).sum())
 
     @property
@@ -208,11 +213,8 @@ class PoissonLN(ResponseModel):
             e.mul_(wmap[:, None].to(e.dtype))
             grad_rf = torch.nn.grad.conv2d_weight(crops, self.rf.shape, e) * scale
             rate_sum = e.sum((0, 2, 3))
-            for param, grad in ((self.rf, grad_rf), (self.bias, rate_sum * scale)):
-                if param.grad is None:
-                    param.grad = grad
-                else:
-                    param.grad += grad
+            add_grad(self.rf, grad_rf)
+            add_grad(self.bias, rate_sum * scale)
             return float(rate_sum.sum(dtype=torch.float64)) * scale
 
     def window_log_likelihood(
