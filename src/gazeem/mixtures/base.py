@@ -175,13 +175,14 @@ class BaseMixture:
                 )
         return torch.as_tensor(arr, dtype=self._dtype, device=self._device)
 
-    def _setup_device(self, X=None) -> None:
-        """The device, and for ``fit`` (``X`` given) the precision; prediction keeps fit's."""
+    def _setup_device(self, X: np.ndarray | None = None) -> None:
+        """The device, and for ``fit`` (``X``, the data as an array) the precision;
+        prediction keeps fit's."""
         self._device = resolve_device(self.device)
         if X is None:
             return
         if self.dtype is None:
-            self._dtype = torch.float32 if _as_array(X).dtype == np.float32 else torch.float64
+            self._dtype = torch.float32 if X.dtype == np.float32 else torch.float64
         else:
             self._dtype = resolve_dtype(self.dtype)
 
@@ -217,11 +218,12 @@ class BaseMixture:
         ``lower_bound_`` (the mean log-likelihood *before* the last M-step) are
         scikit-learn's; ``score(X)`` is the log-likelihood of the fitted parameters.
         """
+        X = _as_array(X)
         self._setup_device(X)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         if not warm:
             self.__dict__.pop("n_features_in_", None)
-        n_features = int(np.shape(X)[-1]) if np.ndim(X) else 0
+        n_features = X.shape[-1] if X.ndim else 0
         X = self._prepare_fit_data(X)
         self._check_common_parameters(X.shape[0])
         self._check_parameters(X)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from gazeem.errors import GazeemError
-from gazeem.mixtures.base import BaseMixture, _generator
+from gazeem.mixtures.base import BaseMixture, _as_array, _generator
 
 
 class BernoulliMixture(BaseMixture):
@@ -155,6 +155,7 @@ class BernoulliMixture(BaseMixture):
 
     def fit_complete(self, X, labels) -> BernoulliMixture:
         """Complete-data maximum likelihood when the coin of each row is known."""
+        X = _as_array(X)
         self._setup_device(X)
         self.__dict__.pop("n_features_in_", None)
         Xp = self._prepare_fit_data(X)
@@ -175,7 +176,7 @@ class BernoulliMixture(BaseMixture):
         )
         self.lower_bound_ = ll / Xp.shape[0]
         self.lower_bounds_ = [self.lower_bound_]
-        self.n_features_in_ = int(np.shape(X)[-1])
+        self.n_features_in_ = X.shape[-1]
         return self
 
     def _get_parameters(self):
