@@ -21,6 +21,22 @@ def best_time(fn, repeat: int = 3, warmup: int = 1) -> float:
     return min(times)
 
 
+def timed_fit_with(session, module, name: str, value, iters: int, **est_kw):
+    """``GazeEM`` fitted for exactly ``iters`` iterations while ``module.name`` is
+    ``value`` (a side-by-side switch); returns ``(estimator, seconds)``."""
+    import warnings
+    from unittest import mock
+
+    from gazeem.gaze.estimator import GazeEM
+
+    est = GazeEM(patch_size=20, max_iter=iters, tol=0, device="cpu", heldout_check=False, **est_kw)
+    with mock.patch.object(module, name, value), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        est.fit(session)
+        return est, time.perf_counter() - t
+
+
 def sgemm_peak_gflops(n: int = 4096, repeat: int = 5) -> float:
     """Single-precision matmul throughput of this process, GFLOP/s (best of ``repeat``)."""
     a, b = torch.randn(n, n), torch.randn(n, n)

@@ -8,28 +8,18 @@ fitted twice in one run, side by side: with :class:`gazeem.gaze.batches.Runs` po
 
 from __future__ import annotations
 
-import time
-import warnings
-from unittest import mock
-
 from tests.conftest import make_session
 from tests.gaze.realistic import PHOTOGRAPH_SESSION
 
-from benchmarks.common import md_table
+from benchmarks.common import md_table, timed_fit_with
 from gazeem.gaze import batches
-from gazeem.gaze.estimator import GazeEM
 
 
 def run(n_bins: int = 3600, iters: int = 8) -> list[dict]:
     ds = make_session("small", seed=1, **{**PHOTOGRAPH_SESSION, "n_bins": n_bins})
     rows = []
     for label, pool_below in (("pooled runs", batches.POOL_BELOW), ("a row per bin", -1.0)):
-        est = GazeEM(patch_size=20, max_iter=iters, tol=0, device="cpu", heldout_check=False)
-        with mock.patch.object(batches, "POOL_BELOW", pool_below), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t = time.perf_counter()
-            est.fit(ds)
-            seconds = time.perf_counter() - t
+        est, seconds = timed_fit_with(ds, batches, "POOL_BELOW", pool_below, iters)
         rows.append(
             {
                 "rows": label,

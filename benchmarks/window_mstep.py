@@ -10,16 +10,11 @@ cache.
 
 from __future__ import annotations
 
-import time
-import warnings
-from unittest import mock
-
 from tests.conftest import make_session
 from tests.gaze.realistic import OFFSET_SESSION, PHOTOGRAPH_SESSION, TWO_MINUTES
 
-from benchmarks.common import md_table
+from benchmarks.common import md_table, timed_fit_with
 from gazeem.gaze import fixation
-from gazeem.gaze.estimator import GazeEM
 
 SESSIONS = {
     "noise, 2 min": {**TWO_MINUTES, **OFFSET_SESSION},
@@ -34,19 +29,9 @@ def run(iters: int = 8, cache_mbs=(1024, 64)) -> list[dict]:
         for cache_mb in cache_mbs:
             pair = []
             for form, window in (("windows", True), ("pairs", False)):
-                est = GazeEM(
-                    patch_size=20,
-                    max_iter=iters,
-                    tol=0,
-                    device="cpu",
-                    heldout_check=False,
-                    cache_mb=cache_mb,
+                est, seconds = timed_fit_with(
+                    ds, fixation, "WINDOW_MSTEP", window, iters, cache_mb=cache_mb
                 )
-                with mock.patch.object(fixation, "WINDOW_MSTEP", window), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    t = time.perf_counter()
-                    est.fit(ds)
-                    seconds = time.perf_counter() - t
                 pair.append(
                     {
                         "session": name,
