@@ -213,6 +213,18 @@ def cmd_fit(args: argparse.Namespace) -> None:
     log.info("wrote %s", args.output)
 
 
+def cmd_resources(args: argparse.Namespace) -> None:
+    import json
+
+    from gazeem.config import section_schema
+    from gazeem.sizing import SessionSize, fit_resources
+
+    params = _settings(args, "fit", list(section_schema("fit")["properties"]))
+    size = SessionSize.from_file(args.session)
+    need = fit_resources(size, params, attempt=args.attempt)
+    print(json.dumps({"minutes": round(size.minutes, 3), "units": size.units, **vars(need)}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gazeem", description=__doc__)
     p.add_argument("--version", action="version", version=f"gazeem {__version__}")
@@ -289,6 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     f.set_defaults(func=cmd_fit)
 
+    r = sub.add_parser(
+        "resources",
+        help="the memory (MB) and time (min) to ask a scheduler for, for one session's fit",
+    )
+    r.add_argument("session", help="session dataset (.nc)")
+    r.add_argument("--config", help="YAML file; its 'fit' mapping as for `gazeem fit`")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
+    r.add_argument("--attempt", type=int, default=1, help="the try (each retry doubles)")
+    r.set_defaults(func=cmd_resources)
+
     from gazeem.mixtures.cli import add_parser as add_mixture_parser
 
     add_mixture_parser(sub)
@@ -300,9 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     if "SLURM_JOB_ID" in os.environ:
         log.info(
-            "running as SLURM job %s on %s",
+            "running as SLURM job %s on %s with %s MB",
             os.environ["SLURM_JOB_ID"],
             os.environ.get("SLURMD_NODENAME", "?"),
+            os.environ.get("SLURM_MEM_PER_NODE", "?"),
         )
     try:
         args.func(args)

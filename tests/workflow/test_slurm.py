@@ -10,6 +10,9 @@ import re
 import numpy as np
 import pytest
 import xarray as xr
+import yaml
+
+from gazeem.sizing import SessionSize, fit_resources
 
 from .conftest import TINY, make_project, snakemake
 from .slurm_cluster import SlurmUnavailable, one_node_cluster
@@ -53,6 +56,13 @@ def test_demo_on_slurm_matches_a_local_run(tmp_path, cluster_env, tiny_run):
         for s in ("demo1", "demo2", "demo3"):
             log = (project / "logs" / rule / f"{s}.log").read_text()
             assert re.search(r"running as SLURM job \d+ on \S+", log), log[:500]
+    # each fit asked SLURM for the memory that its own session needs (gazeem.sizing)
+    fit_settings = yaml.safe_load((project / "config" / "config.yaml").read_text())["fit"]
+    for s in ("demo1", "demo2", "demo3"):
+        size = SessionSize.from_file(project / "results" / "sessions" / f"{s}.nc")
+        log = (project / "logs" / "fit" / f"{s}.log").read_text()
+        got = re.search(r"running as SLURM job \d+ on \S+ with (\d+) MB", log)
+        assert got and int(got.group(1)) == fit_resources(size, fit_settings).mem_mb, log[:500]
     # and gave the same numbers as the local run
     for s in ("demo1", "demo2", "demo3"):
         a = xr.open_dataset(project / "results" / "sessions" / f"{s}.nc", engine="h5netcdf")

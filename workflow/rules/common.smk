@@ -86,6 +86,24 @@ def simulated_fields(wildcards):
     return shlex.quote(f"--set=rf_offset_px={json.dumps(offset)}")
 
 
+def fit_resource(name):
+    """A fit job's ``mem_mb`` or ``runtime`` from its ingested session (gazeem.sizing).
+
+    Snakemake sizes a job again when it is scheduled, by which time the session exists;
+    while the DAG is built it may not, and the generous default stands in.
+    """
+
+    def get(wildcards, input, attempt):
+        from gazeem.sizing import UNSIZED, SessionSize, fit_resources
+
+        if not Path(input.session).is_file():
+            return getattr(UNSIZED, name) * attempt
+        size = SessionSize.from_file(input.session)
+        return getattr(fit_resources(size, config.get("fit", {}), attempt), name)
+
+    return get
+
+
 def cli_settings(section, exclude=()):
     """``--set key=value`` for each validated key of a config section (values as JSON)."""
     items = config.get(section, {}).items()

@@ -12,8 +12,8 @@ rule fit:
         settings=cli_settings("fit"),
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=fit_resource("mem_mb"),
+        runtime=fit_resource("runtime"),
     conda:
         "../envs/gazeem.yaml"
     shell:

@@ -26,6 +26,7 @@ from gazeem.em.estep import prune_support
 from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
+from gazeem.gaze.intervals import LEVELS, window_intervals
 from gazeem.gaze.posterior import CELL_VARIANCE, GazePosterior, to_bins
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.windows import Windows, expected_positions
@@ -50,6 +51,8 @@ class DriftPosterior(GazePosterior):
     bin_mean: np.ndarray = None
     bin_sd: np.ndarray = None
     bin_map: np.ndarray = None
+    bin_lower: np.ndarray = None
+    bin_upper: np.ndarray = None
     cells: torch.Tensor = None
     weights: torch.Tensor = None
     fb: FBResult = None
@@ -57,8 +60,10 @@ class DriftPosterior(GazePosterior):
     dropped_mass: float = 0.0
 
     def per_bin(self, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
-        """Each bin's own posterior ``mean``, ``sd``, ``map`` ``(T, 2)`` stimulus pixels."""
-        return {k: to_bins(data, getattr(self, f"bin_{k}")) for k in ("mean", "sd", "map")}
+        """Each bin's own posterior ``mean``, ``sd``, ``map`` ``(T, 2)`` and central intervals
+        ``lower``, ``upper`` ``(T, 2, L)``, stimulus pixels."""
+        keys = ("mean", "sd", "map", "lower", "upper")
+        return {k: to_bins(data, getattr(self, f"bin_{k}")) for k in keys}
 
     @property
     def expected_response_loglik(self) -> float:
@@ -192,6 +197,8 @@ class DriftProblem:
         bin_mean = torch.empty(n, 2, dtype=torch.float64)
         bin_sd = torch.empty(n, 2, dtype=torch.float64)
         bin_map = torch.empty(n, 2, dtype=torch.float64)
+        bin_lower = np.empty((n, 2, len(LEVELS)))
+        bin_upper = np.empty((n, 2, len(LEVELS)))
         cells = torch.zeros(n, cap, dtype=torch.int64)
         weights = torch.zeros(n, cap, dtype=torch.float64)
         gamma_fix = torch.zeros(d.n_fixations, k, dtype=torch.float64)
@@ -206,6 +213,9 @@ class DriftProblem:
             cell = CELL_VARIANCE * (~self.data.is_calibration.to(f.device)[f])[:, None]
             bin_sd[lo:hi] = (var.clamp_min(0) + cell).sqrt().cpu()
             bin_map[lo:hi] = p_[torch.arange(hi - lo), gamma.argmax(1)].cpu()
+            bin_lower[lo:hi], bin_upper[lo:hi] = window_intervals(
+                gamma, p_, win.side, self.data.is_calibration[f.cpu()]
+            )
             m = mid_of[lo:hi]
             at = m >= 0
             gamma_fix[m[at].cpu()] = gamma[at].cpu()
@@ -234,6 +244,8 @@ class DriftProblem:
             bin_mean=bin_mean.numpy(),
             bin_sd=bin_sd.numpy(),
             bin_map=bin_map.numpy(),
+            bin_lower=bin_lower,
+            bin_upper=bin_upper,
             cells=cells,
             weights=weights,
             fb=fb,

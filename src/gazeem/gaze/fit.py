@@ -17,6 +17,7 @@ from gazeem.coords import StimulusGeometry
 from gazeem.em.engine import EMState
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.heldout import HeldOut
+from gazeem.gaze.intervals import tail_probs
 from gazeem.gaze.posterior import GazePosterior, to_bins
 from gazeem.models.observation import TrackerModel
 
@@ -167,6 +168,8 @@ def move_gauge(fit: GazeFit, shift: tuple[float, float], tracker, response) -> G
         for key in ("mean", "map", "viterbi"):
             if key in summary:
                 summary[key] = summary[key] + m
+    for key in ("lower", "upper"):
+        fit.gaze[key] = fit.gaze[key] + m[:, None]
     for key in ("cells", "expected"):
         if key in fit.examples:
             fit.examples[key] = fit.examples[key] + m
@@ -205,6 +208,10 @@ def fall_back_to_trace(
         if key in fit.gaze:
             fit.gaze[key] = per_bin.copy()
     fit.gaze["sd"] = np.where(np.isfinite(per_bin), float(sigma), np.nan)
+    z = torch.special.ndtri(tail_probs()).numpy()  # the Gaussian's central intervals
+    half = fit.gaze["lower"].shape[-1]
+    fit.gaze["lower"] = per_bin[..., None] + float(sigma) * z[:half]
+    fit.gaze["upper"] = per_bin[..., None] + float(sigma) * z[half:]
     fit.fixations["mean"], fit.fixations["map"] = z0.numpy().copy(), z0.numpy().copy()
     fit.fixations["sd"] = np.full(z0.shape, float(sigma))
     return fit

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from gazeem.gaze.data import GazeData
+from gazeem.gaze.intervals import window_intervals
 from gazeem.gaze.windows import Windows
 from gazeem.models.observation import TrackerModel
 
@@ -67,7 +68,9 @@ class GazePosterior:
         }
 
     def per_bin(self, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
-        """Per-bin ``mean``, ``sd``, ``map`` ``(T, 2)`` stimulus pixels, NaN outside fixations.
+        """Per-bin ``mean``, ``sd``, ``map`` ``(T, 2)`` and the central intervals ``lower``,
+        ``upper`` ``(T, 2, L)`` (:mod:`gazeem.gaze.intervals`), stimulus pixels, NaN outside
+        fixations.
 
         Here a bin carries its fixation's posterior plus the eye's motion within the
         fixation as the tracker follows it (:func:`within_fixation_motion`); a per-bin
@@ -76,13 +79,24 @@ class GazePosterior:
         s = self.per_fixation(data, tracker)
         fix = data.fixation.cpu().numpy()
         motion, resid_var, _ = within_fixation_motion(data, tracker)
+        # the residual variance is one number for every bin of a non-calibration fixation
+        fix_var = np.where(data.is_calibration.numpy(), 0.0, resid_var.max(initial=0.0))
+        s["lower"], s["upper"] = window_intervals(
+            self.log_q.exp(),
+            data.pin_calibration(self.windows.cells.cpu().to(torch.float64), centered=False),
+            self.windows.side,
+            data.is_calibration,
+            torch.as_tensor(fix_var),
+        )
         out = {}
-        for key in ("mean", "sd", "map"):
-            arr = np.full((fix.size, 2), np.nan)
+        for key in ("mean", "sd", "map", "lower", "upper"):
+            arr = np.full((fix.size, *s[key].shape[1:]), np.nan)
             arr[fix >= 0] = s[key][fix[fix >= 0]]
             out[key] = arr
-        out["mean"] = out["mean"] + motion
-        out["map"] = out["map"] + motion
+        for key in ("mean", "map"):
+            out[key] = out[key] + motion
+        for key in ("lower", "upper"):
+            out[key] = out[key] + motion[..., None]
         out["sd"] = np.sqrt(out["sd"] ** 2 + resid_var[:, None])
         return out
 
@@ -121,8 +135,8 @@ class GazeMoves:
 
 
 def to_bins(data: GazeData, per_fit_bin: np.ndarray) -> np.ndarray:
-    """``(N, 2)`` values over ``data.fit_bins`` → ``(T, 2)``, NaN elsewhere."""
-    arr = np.full((data.fixation.numel(), 2), np.nan)
+    """``(N, 2, ...)`` values over ``data.fit_bins`` → ``(T, 2, ...)``, NaN elsewhere."""
+    arr = np.full((data.fixation.numel(), *np.shape(per_fit_bin)[1:]), np.nan)
     arr[data.fit_bins.cpu().numpy()] = per_fit_bin
     return arr
 

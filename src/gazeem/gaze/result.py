@@ -18,6 +18,7 @@ import yaml
 from gazeem import __version__
 from gazeem.coords import StimulusGeometry
 from gazeem.gaze.fit import GazeFit
+from gazeem.gaze.intervals import LEVELS
 
 Vars = dict[str, tuple]
 
@@ -46,11 +47,30 @@ def gaze_vars(fit: GazeFit) -> Vars:
         "gaze_sd_px": (tx, g["sd"], _px("posterior SD of gaze")),
         "gaze_map_px": (tx, g["map"], _px("posterior mode of gaze")),
         "correction_px": (tx, g["mean"] - fit.eye_px, _px("gaze_mean minus tracker reading")),
+        **interval_vars(fit),
         "fixation": (
             ("time",),
             fit.fixation_of_bin.astype(np.int32),
             {"long_name": "fixation index (-1: none)"},
         ),
+    }
+
+
+def interval_vars(fit: GazeFit) -> Vars:
+    """Central credible intervals of the gaze per bin (:mod:`gazeem.gaze.intervals`)."""
+    geom, g = fit.geometry, fit.gaze
+    lo_px, hi_px = g["lower"], g["upper"]
+    # degrees have y up: the pixel interval's ends swap on y
+    a = geom.px_to_deg(np.moveaxis(lo_px, -1, 1))
+    b = geom.px_to_deg(np.moveaxis(hi_px, -1, 1))
+    lo_deg, hi_deg = np.moveaxis(np.fmin(a, b), 1, -1), np.moveaxis(np.fmax(a, b), 1, -1)
+    dims = ("time", "axis", "level")
+    what = "central credible interval of gaze, {} end (posterior mass: level)"
+    return {
+        "gaze_lower": (dims, lo_deg, _deg(what.format("lower"))),
+        "gaze_upper": (dims, hi_deg, _deg(what.format("upper"))),
+        "gaze_lower_px": (dims, lo_px, _px(what.format("lower"))),
+        "gaze_upper_px": (dims, hi_px, _px(what.format("upper"))),
     }
 
 
@@ -299,6 +319,11 @@ def fit_to_dataset(fit: GazeFit, session: xr.Dataset, params: dict) -> xr.Datase
             "axis": ("axis", axis),
             "axis_in": ("axis_in", axis),
             "iteration": ("iteration", np.arange(len(fit.state.log_likelihood))),
+            "level": (
+                "level",
+                np.asarray(LEVELS),
+                {"units": "1", "long_name": "posterior mass of the central interval"},
+            ),
         },
     )
     ds.attrs.update(provenance_attrs(fit, session, params))
