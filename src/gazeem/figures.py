@@ -313,15 +313,25 @@ def fig_drift(fit: xr.Dataset, n_examples: int = 4):
     mean = _within_fixation(fit, "gaze_mean")
     vit = _within_fixation(fit, "gaze_viterbi")
     truth = _within_fixation(fit, "true_gaze") if has_truth else None
-    sd = fit["gaze_sd"].values * 60.0
+    # the band: the 68% credible interval about the mean (older fits: ± 1 SD)
+    gm = fit["gaze_mean"].values
+    if "gaze_lower" in fit:
+        at = int(np.argmin(np.abs(fit["level"].values - 0.68)))
+        below = (gm - fit["gaze_lower"].values[..., at]) * 60.0
+        above = (fit["gaze_upper"].values[..., at] - gm) * 60.0
+        band = "posterior mean, 68% interval"
+    else:
+        below = above = fit["gaze_sd"].values * 60.0
+        band = "posterior mean ± SD"
     for col, f in enumerate(pick):
         b = fix == f
         tt = (t[b] - t[b][0]) * 1000.0
         for row, (axis, label) in enumerate(((0, "x"), (1, "y"))):
             ax = fig.add_subplot(grid[row, col])
             m = mean[b, axis]
-            ax.fill_between(tt, m - sd[b, axis], m + sd[b, axis], color=CORR, alpha=0.25, lw=0)
-            ax.plot(tt, m, color=CORR, lw=1, label="posterior mean ± SD")
+            lo, hi = m - below[b, axis], m + above[b, axis]
+            ax.fill_between(tt, lo, hi, color=CORR, alpha=0.25, lw=0)
+            ax.plot(tt, m, color=CORR, lw=1, label=band)
             ax.step(tt, vit[b, axis], where="mid", color=CORR, lw=0.6, ls=":", label="Viterbi")
             if has_truth:
                 ax.plot(tt, truth[b, axis], color=TRUE, lw=1, label="truth")

@@ -20,6 +20,7 @@ import xarray as xr
 from gazeem.coords import StimulusGeometry
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.intervals import LEVELS
 from gazeem.gaze.settings import ProblemSettings, WindowSettings
 from gazeem.ingest import ingest_session
 from gazeem.io.nwb import session_to_nwb
@@ -148,6 +149,16 @@ def coverage(mean: np.ndarray, sd: np.ndarray, truth: np.ndarray, z: float) -> f
     """Fraction of (bin, axis) pairs whose truth lies within ``mean ± z·sd``."""
     ok = np.isfinite(mean).all(1)
     return float((np.abs(mean[ok] - truth[ok]) <= z * sd[ok]).mean())
+
+
+def interval_coverage(gaze: dict, truth: np.ndarray, level: float) -> float:
+    """Fraction of (bin, axis) pairs whose truth lies in the reported central ``level``
+    interval (``gaze_per_bin()``'s ``lower`` and ``upper``)."""
+    i = int(np.argmin(np.abs(np.asarray(LEVELS) - level)))
+    assert LEVELS[i] == level
+    ok = np.isfinite(gaze["mean"]).all(1)
+    lo, hi = gaze["lower"][ok, :, i], gaze["upper"][ok, :, i]
+    return float(((lo <= truth[ok]) & (truth[ok] <= hi)).mean())
 
 
 def sd_over_error(mean: np.ndarray, sd: np.ndarray, truth: np.ndarray) -> float:
