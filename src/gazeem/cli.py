@@ -322,10 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     if "SLURM_JOB_ID" in os.environ:
         log.info(
-            "running as SLURM job %s on %s with %s MB",
+            "running as SLURM job %s on %s",
             os.environ["SLURM_JOB_ID"],
             os.environ.get("SLURMD_NODENAME", "?"),
-            os.environ.get("SLURM_MEM_PER_NODE", "?"),
         )
     try:
         args.func(args)

@@ -6,6 +6,7 @@ missing, which needs root, and starts and stops the daemons itself).
 
 import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -61,8 +62,13 @@ def test_demo_on_slurm_matches_a_local_run(tmp_path, cluster_env, tiny_run):
     for s in ("demo1", "demo2", "demo3"):
         size = SessionSize.from_file(project / "results" / "sessions" / f"{s}.nc")
         log = (project / "logs" / "fit" / f"{s}.log").read_text()
-        got = re.search(r"running as SLURM job \d+ on \S+ with (\d+) MB", log)
-        assert got and int(got.group(1)) == fit_resources(size, fit_settings).mem_mb, log[:500]
+        job = re.search(r"running as SLURM job (\d+)", log).group(1)
+        shown = subprocess.run(
+            ["scontrol", "show", "job", job], capture_output=True, text=True, env=cluster_env
+        ).stdout
+        asked = re.search(r"ReqTRES=\S*mem=(\d+)M", shown)
+        assert asked, shown
+        assert int(asked.group(1)) == fit_resources(size, fit_settings).mem_mb, shown
     # and gave the same numbers as the local run
     for s in ("demo1", "demo2", "demo3"):
         a = xr.open_dataset(project / "results" / "sessions" / f"{s}.nc", engine="h5netcdf")
