@@ -66,9 +66,11 @@ def test_demo_on_slurm_matches_a_local_run(tmp_path, cluster_env, tiny_run):
         shown = subprocess.run(
             ["scontrol", "show", "job", job], capture_output=True, text=True, env=cluster_env
         ).stdout
-        asked = re.search(r"ReqTRES=\S*mem=(\d+)M", shown)
-        assert asked, shown
-        assert int(asked.group(1)) == fit_resources(size, fit_settings).mem_mb, shown
+        need = fit_resources(size, fit_settings)
+        mem = re.search(r"MinMemoryNode=(\d+)M", shown)  # the plugin passes --mem mem_mb
+        assert mem and int(mem.group(1)) == need.mem_mb, shown
+        limit = re.search(r"TimeLimit=(\d+):(\d+):00", shown)
+        assert limit and 60 * int(limit.group(1)) + int(limit.group(2)) == need.runtime, shown
     # and gave the same numbers as the local run
     for s in ("demo1", "demo2", "demo3"):
         a = xr.open_dataset(project / "results" / "sessions" / f"{s}.nc", engine="h5netcdf")

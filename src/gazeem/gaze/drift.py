@@ -271,7 +271,8 @@ class DriftProblem:
         rows = torch.nonzero(nz, as_tuple=True)[0]
         bins = d.fit_bins.cpu()[rows]
         xy = win.cells.cpu()[self.group.cpu()[rows], post.cells[nz]]
-        self.base.maximize(self.batches.sparse_pair_batches(bins, xy, post.weights[nz], cache=True))
+        pairs = self.batches.sparse_pair_batches(bins, xy, post.weights[nz], cache=True)
+        self.base.maximize(pairs)
         self.tracker.m_step(
             TrackerStats.from_weighted(
                 d.fix_reading, self.base.tracker_positions(win), post.log_q.exp().cpu()
@@ -283,6 +284,9 @@ class DriftProblem:
         if drift.learn_sigma_sacc and post.fb.saccade.sq.numel():
             self.sigma_sacc = post.fb.saccade.fit_sigma(0.1, 10 * side)
         log.debug("sigma_drift %.4g px, sigma_sacc %.4g px", self.sigma_drift, self.sigma_sacc)
+        if self.base.holds_gauge:
+            self.base.hold_gauge(pairs, post.log_q.exp().cpu(), win)
+        self.projection_loss = self.base.projection_loss
 
     # results -----------------------------------------------------------------------------
     def viterbi(self) -> np.ndarray:

@@ -363,6 +363,7 @@ class GazeEM:
             problem.fit_response_on_positions(
                 torch.round(expected_positions(data, tracker)).to(torch.int64)
             )
+        getattr(problem, "base", problem).holds_gauge = offset_mode == "fields"
         estep, state = run_em(
             problem,
             tol=self.tol,

@@ -20,7 +20,7 @@ from gazeem.em.estep import normalize_log, prune_support, sample_support
 from gazeem.em.mstep import maximize_weighted
 from gazeem.gaze.batches import Batches
 from gazeem.gaze.data import GazeData, GazeGrid
-from gazeem.gaze.gauge import energy_centroid
+from gazeem.gaze.gauge import energy_centroid, subpixel_gauge
 from gazeem.gaze.posterior import GazePosterior
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.window_mstep import WindowObjective
@@ -86,6 +86,11 @@ class FixationProblem:
         #: ``(T,)`` weight of each bin's response log-likelihood in the E-step (``None``: 1);
         #: 0 leaves a bin's spikes out (:mod:`gazeem.gaze.heldout` infers gaze without them)
         self.response_weight: torch.Tensor | None = None
+        #: ``offset: fields``: after every M-step, centre the fields exactly and move ``b``
+        #: with them (:meth:`hold_gauge`), so that EM does not creep along the translation
+        self.holds_gauge = False
+        #: what the last gauge step cost in the M-step's objective, nats (``run_em`` reads it)
+        self.projection_loss = 0.0
 
     # E-step ------------------------------------------------------------------------------
     def e_step(self) -> EStep:
@@ -218,6 +223,38 @@ class FixationProblem:
         )
         if self.cell_prior.learnable:
             self.cell_prior.m_step(win.cell_index.cpu(), w_cpu)
+        if self.holds_gauge:
+            self.hold_gauge(self.objective(win.cells, weights, keep, cache=True), w_cpu, win)
+
+    def hold_gauge(self, pairs, q: torch.Tensor, win: Windows) -> None:
+        """Keep the translation gauge of ``offset: fields`` during EM (when ``holds_gauge``).
+
+        The likelihood is nearly flat along a common shift of gaze and fields: only the
+        patch's edges and the tracker's prior tilt it. Left free, EM creeps along it by
+        hundredths of a pixel per iteration (a fixation task's per-bin fit: the common
+        offset moved 0.4 px over 57 iterations while the gaze relative to it had settled
+        by iteration 7). Moving the fields back to the patch centre (a sub-pixel Fourier
+        shift) and ``b`` by ``A m`` after each M-step removes that direction; measured
+        in ``docs/performance.md``, "Holding the gauge during EM".
+
+        The step is a projection, so the objective may fall a little: ``pairs`` (the
+        M-step's weighted pairs) and ``q (F, K)`` (the tracker's weights over ``win``)
+        give its cost in the expected objective, ``projection_loss``, which bounds that
+        fall (``run_em`` checks the bound).
+        """
+        if getattr(self.response, "rf", None) is None:
+            return
+        pos = self.tracker_positions(win)
+
+        def expected() -> float:
+            tr = self.tracker.log_prob(self.data.fix_reading, pos)
+            tr = torch.where(q > 0, q * tr, torch.zeros_like(tr))
+            return self.expected_objective(pairs) + float(tr.sum())
+
+        before = expected()
+        m = subpixel_gauge(self.response, self.tracker)
+        self.projection_loss = max(before - expected(), 0.0)
+        log.debug("gauge held: (%.3g, %.3g) px, Q −%.3g", m[0], m[1], self.projection_loss)
 
     def recentre_fields(self) -> tuple[int, int]:
         """Fix the translation gauge by the receptive-field region (``offset: fields``).
@@ -227,8 +264,8 @@ class FixationProblem:
         region: when their energy centroid is a whole pixel or more off the patch centre,
         the fields move back by it (zero filled) and the tracker's offset ``b`` by ``A m``,
         so the gaze implied by every reading moves by ``m``. Returns ``m (x, y)``.
-        ``GazeEM`` does this before EM, refitting the fields after each move; EM keeps
-        the gauge (a flat direction of the likelihood) and stays monotone.
+        ``GazeEM`` does this before EM, refitting the fields after each move; during EM
+        :meth:`hold_gauge` keeps it to a fraction of a pixel.
         """
         rf = getattr(self.response, "rf", None)
         if rf is None:

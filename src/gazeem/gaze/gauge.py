@@ -3,9 +3,10 @@
 A common shift of every gaze position and every receptive field leaves the responses'
 likelihood unchanged, so the fit fixes it by the declared receptive-field region: the
 population's energy centroid sits at the patch centre. Before EM the fields are moved by
-whole pixels (:meth:`gazeem.gaze.fixation.FixationProblem.recentre_fields`); after EM
-the remainder, which EM may have let drift along this flat direction, is removed to a
-fraction of a pixel by :func:`subpixel_gauge`.
+whole pixels (:meth:`gazeem.gaze.fixation.FixationProblem.recentre_fields`); after every
+M-step and once more after EM, :func:`subpixel_gauge` removes the remainder to a fraction
+of a pixel, so that EM does not creep along this nearly flat direction
+(:meth:`gazeem.gaze.fixation.FixationProblem.hold_gauge`).
 """
 
 from __future__ import annotations
