@@ -16,6 +16,7 @@ from tests.conftest import make_session
 from tests.gaze.realistic import (
     TWO_MINUTES,
     coverage,
+    interval_coverage,
     oracle_tracker,
     rms,
     through_nwb,
@@ -72,12 +73,10 @@ def test_corrected_and_never_worse_than_raw(task_fit):
     )
 
 
-def test_converges_in_under_40_iterations(request, task_fit):
+def test_converges_in_under_40_iterations(task_fit):
+    # the per-bin chain needed 24 and 60+ iterations before the gauge was held at every
+    # M-step (it crept along the common shift of gaze and fields; docs/performance.md)
     _, _, est = task_fit
-    if est.latent_ == "bin":
-        # measured: 24 iterations with the drifting tracker error, 60 (unconverged) with
-        # the constant one
-        request.applymarker(pytest.mark.xfail(reason="the per-bin chain may need 60+ (issue 18)"))
     assert est.converged_ and est.n_iter_ < 40
 
 
@@ -93,8 +92,9 @@ def test_calibrated_and_sharp(request, task_fit):
         )
     truth = true_px(session)
     gaze = est.gaze_per_bin()
-    cov = coverage(gaze["mean"], gaze["sd"], truth, 1.96)
+    cov = interval_coverage(gaze, truth, 0.95)
     corr = field_correlation(est.fit_.rf, sim["true_rf"].values)
-    print(f"{est.latent_}: coverage {cov:.3f}, fields {corr:.3f}")
+    sd_cov = coverage(gaze["mean"], gaze["sd"], truth, 1.96)
+    print(f"{est.latent_}: coverage {cov:.3f} (mean ± 1.96 SD: {sd_cov:.3f}), fields {corr:.3f}")
     assert 0.90 <= cov <= 0.98
     assert corr >= 0.9
