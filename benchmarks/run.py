@@ -15,6 +15,7 @@ from benchmarks import (
     em_scaling,
     estep,
     fit_memory,
+    gauge,
     gpu,
     hmm,
     ingest_scale,
@@ -37,6 +38,7 @@ SECTIONS = (
     "mixtures",
     "photographs",
     "window_mstep",
+    "gauge",
     "profile",
     "workflow",
     "gpu",
@@ -58,6 +60,7 @@ def main(argv: list[str]) -> None:
         "mixtures": mixtures.run,
         "photographs": photographs.run,
         "window_mstep": window_mstep.run,
+        "gauge": gauge.run,
         "profile": profile_fit.run,
         "workflow": workflow.run,
         "gpu": gpu.run,  # records "skipped" where torch sees no CUDA device
@@ -96,6 +99,8 @@ def tables(results: dict) -> dict[str, str]:
         out["photographs"] = photographs.markdown(results["photographs"])
     if "window_mstep" in results:
         out["window_mstep"] = window_mstep.markdown(results["window_mstep"])
+    if "gauge" in results:
+        out["gauge"] = gauge.markdown(results["gauge"])
     if "profile" in results:
         out["profile"] = profile_fit.markdown(results["profile"])
     if "workflow" in results:

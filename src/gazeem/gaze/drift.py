@@ -284,7 +284,7 @@ class DriftProblem:
         if drift.learn_sigma_sacc and post.fb.saccade.sq.numel():
             self.sigma_sacc = post.fb.saccade.fit_sigma(0.1, 10 * side)
         log.debug("sigma_drift %.4g px, sigma_sacc %.4g px", self.sigma_drift, self.sigma_sacc)
-        if self.base.holds_gauge:
+        if self.base.gauge_held:
             self.base.hold_gauge(pairs, post.log_q.exp().cpu(), win)
         self.projection_loss = self.base.projection_loss
 

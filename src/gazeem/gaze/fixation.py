@@ -36,6 +36,9 @@ log = logging.getLogger("gazeem.fit")
 #: photographs (docs/performance.md, "The M-step by windows"); kept, exact and tested,
 #: for the GPU measurement and for dense posteriors in long sessions
 WINDOW_MSTEP = False
+#: hold the translation gauge after every M-step where ``holds_gauge`` asks for it; off
+#: only to measure what it saves (``benchmarks/gauge.py``)
+HOLD_GAUGE = True
 
 
 @dataclass(frozen=True)
@@ -223,8 +226,14 @@ class FixationProblem:
         )
         if self.cell_prior.learnable:
             self.cell_prior.m_step(win.cell_index.cpu(), w_cpu)
-        if self.holds_gauge:
+        if self.gauge_held:
             self.hold_gauge(self.objective(win.cells, weights, keep, cache=True), w_cpu, win)
+
+    @property
+    def gauge_held(self) -> bool:
+        """Whether each M-step ends with :meth:`hold_gauge` (``HOLD_GAUGE`` switches it off
+        for the side-by-side benchmark)."""
+        return self.holds_gauge and HOLD_GAUGE
 
     def hold_gauge(self, pairs, q: torch.Tensor, win: Windows) -> None:
         """Keep the translation gauge of ``offset: fields`` during EM (when ``holds_gauge``).
