@@ -219,7 +219,7 @@ class FixationProblem:
         else:
             weights = post.log_q.exp()
             keep = prune_support(post.log_q, self.settings.mstep.prune_mass)
-        self.fit_response(win.cells, weights, keep)
+        pairs = self.fit_response(win.cells, weights, keep)
         w_cpu = weights.cpu()
         self.tracker.m_step(
             TrackerStats.from_weighted(self.data.fix_reading, self.tracker_positions(win), w_cpu)
@@ -227,7 +227,7 @@ class FixationProblem:
         if self.cell_prior.learnable:
             self.cell_prior.m_step(win.cell_index.cpu(), w_cpu)
         if self.gauge_held:
-            self.hold_gauge(self.objective(win.cells, weights, keep, cache=True), w_cpu, win)
+            self.hold_gauge(pairs, w_cpu, win)
 
     @property
     def gauge_held(self) -> bool:
@@ -319,12 +319,14 @@ class FixationProblem:
                 total += float((w * self.response.log_likelihood(x, y, z)).sum())
         return total
 
-    def fit_response(self, cells: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor) -> None:
-        """Refit the response on pairs ``cells (F, K, 2)`` weighted by ``weights (F, K)``."""
+    def fit_response(self, cells: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor):
+        """Refit the response on pairs ``cells (F, K, 2)`` weighted by ``weights (F, K)``;
+        returns the objective over all kept pairs (cached where it fits), for reuse."""
         cap = int(self.settings.mstep.max_cells)
         if int(keep.sum(1).max()) <= cap:
-            self.maximize(self.objective(cells, weights, keep, cache=True))
-            return
+            full = self.objective(cells, weights, keep, cache=True)
+            self.maximize(full)
+            return full
         # broad posteriors: optimise on the most probable cells, then check exactly
         w_kept = torch.where(keep, weights, torch.zeros_like(weights))
         top = w_kept.topk(cap, dim=1)
@@ -354,6 +356,7 @@ class FixationProblem:
         log.debug(
             "capped M-step: Q %.6g -> %.6g (step %.3g)", q_before, max(q_after, q_before), step
         )
+        return full
 
     def objective(self, cells, weights, keep, cache: bool):
         """The M-step's objective: by windows where the response allows it, else by pairs."""
