@@ -99,7 +99,6 @@ def run_em(
     desc: str = "EM",
     callback: Callable[[int, EStep], None] | None = None,
     previous: float | None = None,
-    settled: Callable[[], bool] | None = None,
 ) -> tuple[EStep, EMState]:
     """Iterate E- and M-steps until the objective stops changing.
 
@@ -123,10 +122,6 @@ def run_em(
         The objective before the initial parameters, when EM resumes (a warm start):
         the initial E-step is then checked for convergence against it, so a resumed
         fit can stop without an M-step.
-    settled
-        A second convergence test, asked after each iteration's callback: ``True`` stops
-        EM as converged although the objective still changes by more than ``tol`` (the
-        gaze fit stops when the answer no longer moves, :class:`gazeem.gaze.posterior.GazeMoves`).
 
     Returns
     -------
@@ -186,7 +181,7 @@ def run_em(
                 )
                 notes.append(msg)
                 warnings.warn(msg, LikelihoodDecreaseWarning, stacklevel=2)
-            if abs(change) / n_obs < tol or (settled is not None and settled()):
+            if abs(change) / n_obs < tol:
                 converged = True
                 break
     finally:
