@@ -23,13 +23,15 @@ def best_time(fn, repeat: int = 3, warmup: int = 1) -> float:
 
 def timed_fit_with(session, module, name: str, value, iters: int, **est_kw):
     """``GazeEM`` fitted for exactly ``iters`` iterations while ``module.name`` is
-    ``value`` (a side-by-side switch); returns ``(estimator, seconds)``."""
+    ``value`` (a side-by-side switch); returns ``(estimator, seconds)``. ``est_kw``
+    overrides the settings (``tol``: stop at convergence, ``iters`` then the most)."""
     import warnings
     from unittest import mock
 
     from gazeem.gaze.estimator import GazeEM
 
-    est = GazeEM(patch_size=20, max_iter=iters, tol=0, device="cpu", heldout_check=False, **est_kw)
+    base = dict(patch_size=20, max_iter=iters, tol=0, device="cpu", heldout_check=False)
+    est = GazeEM(**{**base, **est_kw})
     with mock.patch.object(module, name, value), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
