@@ -160,6 +160,8 @@ class DriftProblem:
                 crops = self.batches.crops_of(win, bins, f)
                 ll = window_ll(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
             out = self.base.weighted(ll.reshape(hi - lo, -1).to(torch.float64), bins)
+            if self.base.temperature != 1.0:
+                out = out / self.base.temperature
             m = mid_of[lo:hi]
             at = m >= 0
             out[at] += log_tr[m[at]]

@@ -20,13 +20,14 @@ import xarray as xr
 from gazeem.device import cpu_model, resolve_device, resolve_dtype
 from gazeem.em.engine import EMState, run_em
 from gazeem.errors import GazeemError, NotFittedError
+from gazeem.gaze.anneal import anneal, choose_anneal, temperatures
 from gazeem.gaze.build import build_cell_prior, build_response, build_tracker
 from gazeem.gaze.checks import assess_gain, check_data, check_gain, choose_latent
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.drift import DriftProblem
 from gazeem.gaze.fit import GazeFit, build_fit, fall_back_to_trace, move_gauge, rf_and_bias
 from gazeem.gaze.fixation import FixationProblem
-from gazeem.gaze.gauge import subpixel_gauge
+from gazeem.gaze.gauge import centre_initial_fields, subpixel_gauge
 from gazeem.gaze.heldout import heldout_comparison
 from gazeem.gaze.posterior import GazeMoves
 from gazeem.gaze.settings import (
@@ -35,12 +36,7 @@ from gazeem.gaze.settings import (
     check_rules,
     check_settings,
 )
-from gazeem.gaze.windows import expected_positions
 from gazeem.models.response import ResponseModel
-
-#: rounds of re-centring the fields before EM (``offset: fields``); each moves them by
-#: their whole-pixel centroid and refits them, so two or three suffice
-MAX_RECENTRING = 5
 
 
 class GazeEM:
@@ -130,6 +126,9 @@ class GazeEM:
         After EM, score the corrected gaze against the raw trace on held-out units and
         fixations (:mod:`gazeem.gaze.heldout`); where the correction is not supported, warn
         and report the tracker's own estimate with its error instead.
+    anneal
+        Start EM with tempered M-steps (:mod:`gazeem.gaze.anneal`): ``True``, ``False``,
+        or ``"auto"`` (where frames are held within fixations, as photographs are).
     frames_in_memory
         Load the stimulus into memory (``True``), read the frames each chunk needs from
         the (lazily opened) dataset (``False``), or decide by size (``"auto"``: in memory
@@ -204,6 +203,7 @@ class GazeEM:
         cache_mb: int = 1024,
         random_state: int = 0,
         heldout_check: bool = True,
+        anneal: str | bool = "auto",
         frames_in_memory: str | bool = "auto",
         response_model: ResponseModel | None = None,
         progress: bool = False,
@@ -246,6 +246,7 @@ class GazeEM:
         self.cache_mb = cache_mb
         self.random_state = random_state
         self.heldout_check = heldout_check
+        self.anneal = anneal
         self.frames_in_memory = frames_in_memory
         self.response_model = response_model
         self.progress = progress
@@ -355,15 +356,11 @@ class GazeEM:
         initial = rf_and_bias(response)
         self.response_initial_ = copy.deepcopy(response)
         loglik_raw = problem.conditional_loglik(torch.round(z0).to(torch.int64))
-        # fields gauge: move gaze and fields until the fields sit centred on their region,
-        # refitting the fields at each step so that none is left cut by the patch's edge
-        for _ in range(MAX_RECENTRING if offset_mode == "fields" else 0):
-            if problem.recentre_fields() == (0, 0):
-                break
-            problem.fit_response_on_positions(
-                torch.round(expected_positions(data, tracker)).to(torch.int64)
-            )
+        if offset_mode == "fields":
+            centre_initial_fields(problem)
         getattr(problem, "base", problem).holds_gauge = offset_mode == "fields"
+        annealed, anneal_reason = choose_anneal(self.anneal, problem)
+        n_anneal = anneal(problem, temperatures()) if annealed else 0
         estep, state = run_em(
             problem,
             tol=self.tol,
@@ -392,6 +389,7 @@ class GazeEM:
             gaze_change=moves.as_array(),
             **drift,
         )
+        fit.anneal_steps, fit.anneal_reason = n_anneal, anneal_reason
         if offset_mode == "fields":
             # EM may let the fields drift along the gauge's flat direction: centre them exactly
             fit = move_gauge(fit, subpixel_gauge(response, tracker), tracker, response)

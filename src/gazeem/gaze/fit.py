@@ -58,6 +58,9 @@ class GazeFit:
     gauge_shift: np.ndarray = field(default_factory=lambda: np.zeros(2))
     #: which latent was used and why (``latent: auto`` measures the trace's drift)
     latent_reason: str = ""
+    #: tempered M-steps before EM (:mod:`gazeem.gaze.anneal`), and why or why not
+    anneal_steps: int = 0
+    anneal_reason: str = ""
     #: ``(2,)`` standard error of the gain's columns (NaN when the gain is not learned)
     gain_se: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
     #: corrected gaze against the raw trace on held-out fixations and bins (``None``: not run)

@@ -94,6 +94,8 @@ class FixationProblem:
         self.holds_gauge = False
         #: what the last gauge step cost in the M-step's objective, nats (``run_em`` reads it)
         self.projection_loss = 0.0
+        #: the E-step scores ``log p(y | z) / temperature`` (annealing, :mod:`.anneal`; 1: exact)
+        self.temperature = 1.0
 
     # E-step ------------------------------------------------------------------------------
     def e_step(self) -> EStep:
@@ -109,6 +111,8 @@ class FixationProblem:
             resp_ll = self.window_loglik_fast(win, log_other)
         else:
             resp_ll = self.window_loglik(win)
+        if self.temperature != 1.0:
+            resp_ll = resp_ll / self.temperature
         log_joint = resp_ll + log_other
         log_joint = log_joint.masked_fill(~win.support, -torch.inf)
         log_q, log_marg = normalize_log(log_joint)

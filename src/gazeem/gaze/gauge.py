@@ -57,3 +57,21 @@ def subpixel_gauge(response: torch.nn.Module, tracker) -> tuple[float, float]:
     m = torch.tensor([mx, my], dtype=torch.float64)
     tracker.offset = tracker.offset - tracker.gain @ m
     return (mx, my)
+
+
+#: rounds of re-centring the fields before EM (``offset: fields``); each moves them by
+#: their whole-pixel centroid and refits them, so two or three suffice
+MAX_RECENTRING = 5
+
+
+def centre_initial_fields(problem) -> None:
+    """Before EM (``offset: fields``): move gaze and fields until the fields sit centred
+    on their region, refitting them at each step so that none is left cut by the edge."""
+    from gazeem.gaze.windows import expected_positions
+
+    base = getattr(problem, "base", problem)
+    for _ in range(MAX_RECENTRING):
+        if problem.recentre_fields() == (0, 0):
+            return
+        z = expected_positions(base.data, base.tracker)
+        problem.fit_response_on_positions(torch.round(z).to(torch.int64))

@@ -257,6 +257,8 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         "wall_time_s": float(prov["wall_time_s"]),
         "latent": fit.latent,
         "latent_reason": fit.latent_reason,
+        "anneal_steps": int(fit.anneal_steps),
+        "anneal_reason": fit.anneal_reason,
         "n_iter": int(fit.state.n_iter),
         "converged": int(fit.state.converged),
         "offset_mode": fit.offset_mode,
