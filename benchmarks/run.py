@@ -22,6 +22,7 @@ from benchmarks import (
     mixtures,
     photographs,
     profile_fit,
+    whole_fit,
     window_mstep,
     workflow,
 )
@@ -39,6 +40,7 @@ SECTIONS = (
     "photographs",
     "window_mstep",
     "gauge",
+    "whole_fit",
     "profile",
     "workflow",
     "gpu",
@@ -61,6 +63,7 @@ def main(argv: list[str]) -> None:
         "photographs": photographs.run,
         "window_mstep": window_mstep.run,
         "gauge": gauge.run,
+        "whole_fit": whole_fit.run,  # hours on 2 cores: noise 10/30/60 min, photographs 10/30
         "profile": profile_fit.run,
         "workflow": workflow.run,
         "gpu": gpu.run,  # records "skipped" where torch sees no CUDA device
@@ -101,6 +104,8 @@ def tables(results: dict) -> dict[str, str]:
         out["window_mstep"] = window_mstep.markdown(results["window_mstep"])
     if "gauge" in results:
         out["gauge"] = gauge.markdown(results["gauge"])
+    if "whole_fit" in results:
+        out["whole_fit"] = whole_fit.markdown(results["whole_fit"])
     if "profile" in results:
         out["profile"] = profile_fit.markdown(results["profile"])
     if "workflow" in results:

@@ -1,7 +1,7 @@
 """Whole fits, to convergence, against the recording's own duration (issue 19, target 1).
 
 Each session is simulated, written to NWB with pynwb, ingested with ``gazeem ingest``'s
-code, and fitted by ``gazeem fit`` at the defaults (``max_iter`` 100, ``tol`` 1e-5 nats
+code, and fitted by ``gazeem fit`` at the defaults (``max_iter`` 50, ``tol`` 1e-5 nats
 per bin; the gaze grid 8 px wider than the stimulus, as a few readings of the noise
 sessions fall just outside it) in a child process of its own, which reports its peak RSS. Two stimuli:
 

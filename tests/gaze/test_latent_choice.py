@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from gazeem.gaze.anneal import temperatures
 from gazeem.gaze.checks import DRIFT_RMS_FOR_BIN, choose_latent, within_fixation_drift
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.estimator import GazeEM
@@ -42,6 +43,16 @@ def test_the_fit_records_which_latent_and_why():
     ds = est.to_dataset(s)
     assert ds.attrs["latent"] == est.latent_ == "fixation"
     assert ds.attrs["latent_reason"].startswith("auto: the tracker trace drifts")
-    est = GazeEM(patch_size=4, max_iter=1, device="cpu", latent="fixation", learn_gain=False)
+    # noise: a new frame every bin, so anneal: auto does not anneal, and says why
+    assert ds.attrs["anneal_steps"] == 0
+    assert (
+        ds.attrs["anneal_reason"] == "auto: the stimulus changes within fixations (no held frames)"
+    )
+    est = GazeEM(
+        patch_size=4, max_iter=1, device="cpu", latent="fixation", learn_gain=False, anneal=True
+    )
     est.fit(s)
-    assert est.to_dataset(s).attrs["latent_reason"] == "set: latent=fixation"
+    ds = est.to_dataset(s)
+    assert ds.attrs["latent_reason"] == "set: latent=fixation"
+    assert ds.attrs["anneal_steps"] == len(temperatures()) == 16
+    assert ds.attrs["anneal_reason"] == "set: anneal=true"

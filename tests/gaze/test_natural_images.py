@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from gazeem.coords import StimulusGeometry
+from gazeem.gaze.anneal import temperatures
 from gazeem.gaze.estimator import GazeEM
 from tests.conftest import make_session
-from gazeem.gaze.anneal import temperatures
 from tests.gaze.realistic import (
     PHOTOGRAPH_SESSION,
     oracle_gaze,
@@ -62,7 +62,7 @@ def test_never_worse_than_the_tracker_and_says_so(photographs_session):
 
 
 def test_annealing_learns_the_calibration_and_sigma(photographs_session):
-    sim, session, truth, raw = photographs_session
+    _, session, truth, raw = photographs_session
     _, _, sigma_oracle = oracle_tracker(session)
     est = GazeEM(patch_size=20, max_iter=60, device="cpu", heldout_check=False).fit(session)
     assert est.fit_.anneal_steps == len(temperatures())
