@@ -53,6 +53,19 @@ def test_request_grows_with_length_units_and_retries():
     assert held.mem_mb - lazy.mem_mb == pytest.approx(MARGIN * 500, abs=2)
 
 
+def test_annealing_adds_its_tempered_steps():
+    # photographs held over bins are annealed (anneal: auto): 16 more M-steps to pay for
+    noise = fit_resources(SessionSize(60, 100, 0), {"max_iter": 30})
+    photos = fit_resources(SessionSize(60, 100, 0, held_frames=True), {"max_iter": 30})
+    assert photos.runtime - 5 * MARGIN == pytest.approx(
+        (noise.runtime - 5 * MARGIN) * 47 / 31, 0.01
+    )
+    off = fit_resources(
+        SessionSize(60, 100, 0, held_frames=True), {"max_iter": 30, "anneal": False}
+    )
+    assert off == noise
+
+
 def test_cli_reads_the_session_file(tmp_path, capsys):
     sim = make_session("small", seed=0, n_bins=900)
     path = tmp_path / "s.nc"
@@ -61,6 +74,7 @@ def test_cli_reads_the_session_file(tmp_path, capsys):
     assert size.minutes == pytest.approx(900 * float(sim.attrs["bin_s"]) / 60)
     assert size.units == sim.sizes["unit"]
     assert size.stimulus_bytes == 4 * sim["stimulus"].size
+    assert not size.held_frames  # noise: a frame per bin
     assert main(["resources", str(path), "--set", "max_iter=80", "--attempt", "2"]) == 0
     got = json.loads(capsys.readouterr().out)
     want = fit_resources(size, {"max_iter": 80}, attempt=2)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gazeem.errors import GazeemError
+from gazeem.gaze.anneal import temperatures
 
 #: ``(minutes of recording, s per EM iteration per minute)``, docs/performance.md section 5
 SECONDS_PER_ITERATION = ((7.5, 4.1), (15.0, 4.6), (30.0, 7.6), (60.0, 10.2))
@@ -42,7 +43,13 @@ MIN_RUNTIME_MIN = 10
 REFERENCE_UNITS = 100
 REFERENCE_PATCH = 16
 #: GazeEM's defaults for the settings that size a fit (tests/test_sizing.py checks them)
-DEFAULTS = {"max_iter": 50, "patch_size": 16, "cache_mb": 1024, "frames_in_memory": "auto"}
+DEFAULTS = {
+    "max_iter": 50,
+    "patch_size": 16,
+    "cache_mb": 1024,
+    "frames_in_memory": "auto",
+    "anneal": "auto",
+}
 #: ``frames_in_memory: auto`` holds a float32 stimulus in memory below this size
 IN_MEMORY_LIMIT_BYTES = 2**30
 
@@ -62,11 +69,14 @@ UNSIZED = FitResources(mem_mb=8000, runtime=240)
 
 @dataclass(frozen=True)
 class SessionSize:
-    """What sizes a fit: ``minutes`` recorded, ``units``, the stimulus's float32 bytes."""
+    """What sizes a fit: ``minutes`` recorded, ``units``, the stimulus's float32 bytes, and
+    whether frames are held over bins (fewer than half as many frames as bins:
+    photographs, which ``anneal: auto`` anneals)."""
 
     minutes: float
     units: int
     stimulus_bytes: int
+    held_frames: bool = False
 
     @classmethod
     def from_file(cls, path: str | Path) -> SessionSize:
@@ -79,12 +89,13 @@ class SessionSize:
                 units = f["counts"].shape[1]
                 bin_s = float(np.asarray(f.attrs["bin_s"]).reshape(-1)[0])
                 stimulus = int(np.prod(f["stimulus"].shape)) * 4
+                held = f["stimulus"].shape[0] <= 0.5 * n_bins
         except (OSError, KeyError, IndexError, ValueError) as err:
             raise GazeemError(
                 f"{path}: field 'counts', 'stimulus' or 'bin_s': not an ingested session "
                 f"({err}); run `gazeem ingest` first"
             ) from None
-        return cls(minutes=n_bins * bin_s / 60.0, units=units, stimulus_bytes=stimulus)
+        return cls(n_bins * bin_s / 60.0, units, stimulus, held_frames=held)
 
 
 def seconds_per_iteration_per_minute(minutes: float) -> float:
@@ -112,8 +123,11 @@ def fit_resources(
     mem = BASE_MB + cache + arrays + (size.stimulus_bytes / 2**20 if in_memory else 0.0)
     work = max(1.0, size.units / REFERENCE_UNITS * (s["patch_size"] / REFERENCE_PATCH) ** 2)
     per_iter_s = seconds_per_iteration_per_minute(size.minutes) * size.minutes * work
-    # the raw-trace fit and the final E-step cost about one iteration between them
-    minutes = (int(s["max_iter"]) + 1) * per_iter_s / 60.0 + FIXED_MINUTES
+    # the raw-trace fit and the final E-step cost about one iteration between them, and
+    # annealing adds its tempered steps (gazeem.gaze.anneal)
+    anneal = s["anneal"] is True or (s["anneal"] == "auto" and size.held_frames)
+    iterations = int(s["max_iter"]) + 1 + (len(temperatures()) if anneal else 0)
+    minutes = iterations * per_iter_s / 60.0 + FIXED_MINUTES
     scale = MARGIN * 2 ** (max(int(attempt), 1) - 1)
     return FitResources(
         mem_mb=max(MIN_MEM_MB, math.ceil(scale * mem)),
