@@ -92,6 +92,7 @@ def accuracy(session: Path, fit: Path) -> dict:
             return float(np.sqrt(((a[ok] - truth[ok]) ** 2).sum(1).mean()))
 
         return {
+            "anneal_steps": int(f.attrs.get("anneal_steps", 0)),
             "iterations": int(f.attrs.get("n_iter", -1)),
             "converged": bool(f.attrs.get("converged", False)),
             "rms_px": round(rms(est), 3),
@@ -127,7 +128,9 @@ def measure(stimulus: str, minutes: float, latents, workdir: Path) -> list[dict]
             process_s=round(wall, 1),
             fit_peak_mb=round(res["fit_peak_mb"]),
             recording_over_fit=round(minutes * 60 / res["fit_s"], 2),
-            s_per_iteration=round(res["fit_s"] / max(row["iterations"], 1), 1),
+            s_per_iteration=round(
+                res["fit_s"] / max(row["iterations"] + row["anneal_steps"], 1), 1
+            ),
         )
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -151,6 +154,7 @@ def markdown(rows: list[dict]) -> str:
             "stimulus",
             "minutes",
             "latent",
+            "anneal_steps",
             "iterations",
             "converged",
             "fit_s",

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
+from gazeem.em.squarem import extrapolate, supports_acceleration
+
 log = logging.getLogger("gazeem.em")
 
 
@@ -83,6 +85,8 @@ class EMState:
     converged: bool
     warnings: tuple[str, ...]
     seconds_per_iter: tuple[float, ...]
+    #: SQUAREM: extrapolations accepted, and the E-steps spent trying them
+    extrapolations: tuple[int, int] = (0, 0)
 
     @property
     def final_log_likelihood(self) -> float:
@@ -99,6 +103,7 @@ def run_em(
     desc: str = "EM",
     callback: Callable[[int, EStep], None] | None = None,
     previous: float | None = None,
+    accelerate: bool = False,
 ) -> tuple[EStep, EMState]:
     """Iterate E- and M-steps until the objective stops changing.
 
@@ -122,6 +127,10 @@ def run_em(
         The objective before the initial parameters, when EM resumes (a warm start):
         the initial E-step is then checked for convergence against it, so a resumed
         fit can stop without an M-step.
+    accelerate
+        SQUAREM (:mod:`gazeem.em.squarem`) after every two EM steps, for exact models
+        that expose their parameters; an accepted extrapolation is recorded as an
+        iteration, and ``EMState.extrapolations`` counts the E-steps spent on tries.
 
     Returns
     -------
@@ -149,41 +158,63 @@ def run_em(
 
     converged = previous is not None and abs(objs[0] - previous) / n_obs < tol
     bar = tqdm(total=max_iter, desc=desc, disable=not progress, leave=False, unit="iter")
+    accel = accelerate and model.exact and supports_acceleration(model)
+    thetas = [model.parameter_vector()] if accel else []
+    extra = [0, 0]  # extrapolations accepted, E-steps spent on them
     n_iter = 0
+
+    def record(estep: EStep, t0: float, em_step: bool = True) -> bool:
+        """Append the point ``estep`` to the history; True when EM has converged (judged
+        on EM steps only: an extrapolation near θ2 changes little without settling)."""
+        nonlocal n_iter
+        n_iter += 1
+        lls.append(estep.log_likelihood)
+        objs.append(estep.log_likelihood + model.log_penalty())
+        secs.append(time.perf_counter() - t0)
+        _check_finite(objs[-1], n_iter)
+        if callback is not None:
+            callback(n_iter, estep)
+        change = objs[-1] - objs[-2]
+        log.info(
+            "iteration %d: log-likelihood %.6g, change %.3g (%.3f s)",
+            n_iter,
+            lls[-1],
+            change,
+            secs[-1],
+        )
+        bar.update(1)
+        bar.set_postfix(loglik=f"{lls[-1]:.6g}", change=f"{change:.3g}")
+        slack = rel_slack * abs(objs[-2]) + 1e-9 * n_obs
+        slack += float(getattr(model, "projection_loss", 0.0))
+        if model.exact and change < -slack:
+            msg = (
+                f"iteration {n_iter}: the objective fell by {-change:.6g} nats "
+                f"(from {objs[-2]:.10g} to {objs[-1]:.10g}), more than the slack {slack:.3g}"
+            )
+            notes.append(msg)
+            warnings.warn(msg, LikelihoodDecreaseWarning, stacklevel=3)
+        return em_step and abs(change) / n_obs < tol
+
     try:
-        for it in range(1, 0 if converged else max_iter + 1):
+        while not converged and n_iter < max_iter:
             t0 = time.perf_counter()
             model.m_step(estep)
             estep = model.e_step()
-            n_iter = it
-            lls.append(estep.log_likelihood)
-            objs.append(estep.log_likelihood + model.log_penalty())
-            secs.append(time.perf_counter() - t0)
-            _check_finite(objs[-1], it)
-            if callback is not None:
-                callback(it, estep)
-            change = objs[-1] - objs[-2]
-            log.info(
-                "iteration %d: log-likelihood %.6g, change %.3g (%.3f s)",
-                it,
-                lls[-1],
-                change,
-                secs[-1],
-            )
-            bar.update(1)
-            bar.set_postfix(loglik=f"{lls[-1]:.6g}", change=f"{change:.3g}")
-            slack = rel_slack * abs(objs[-2]) + 1e-9 * n_obs
-            slack += float(getattr(model, "projection_loss", 0.0))
-            if model.exact and change < -slack:
-                msg = (
-                    f"iteration {it}: the objective fell by {-change:.6g} nats "
-                    f"(from {objs[-2]:.10g} to {objs[-1]:.10g}), more than the slack {slack:.3g}"
+            converged = record(estep, t0)
+            if not accel or converged or n_iter >= max_iter:
+                continue
+            thetas.append(model.parameter_vector())
+            if len(thetas) == 3:
+                t0 = time.perf_counter()
+                new, spent, ok = extrapolate(
+                    model, *thetas, estep, lambda e: e.log_likelihood + model.log_penalty()
                 )
-                notes.append(msg)
-                warnings.warn(msg, LikelihoodDecreaseWarning, stacklevel=2)
-            if abs(change) / n_obs < tol:
-                converged = True
-                break
+                extra[0] += ok
+                extra[1] += spent
+                if ok:
+                    estep = new
+                    record(estep, t0, em_step=False)
+                thetas = [model.parameter_vector()]
     finally:
         bar.close()
 
@@ -201,6 +232,7 @@ def run_em(
         converged=converged,
         warnings=tuple(notes),
         seconds_per_iter=tuple(secs),
+        extrapolations=(extra[0], extra[1]) if accel else (0, 0),
     )
     return estep, state
 

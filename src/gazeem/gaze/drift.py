@@ -128,6 +128,21 @@ class DriftProblem:
     def recentre_fields(self) -> tuple[int, int]:
         return self.base.recentre_fields()
 
+    def parameter_vector(self) -> torch.Tensor:
+        """The per-fixation problem's, then ``log`` of the drift and saccade SDs (an
+        infinite saccade SD, a reset at every saccade, is left out: it is not fitted)."""
+        steps = [self.sigma_drift] + ([self.sigma_sacc] if math.isfinite(self.sigma_sacc) else [])
+        logs = torch.tensor([math.log(x) for x in steps], dtype=torch.float64)
+        return torch.cat([self.base.parameter_vector(), logs])
+
+    def set_parameter_vector(self, v: torch.Tensor) -> int:
+        i = self.base.set_parameter_vector(v)
+        self.sigma_drift = max(math.exp(float(v[i])), SIGMA_MIN)
+        if math.isfinite(self.sigma_sacc):
+            self.sigma_sacc = max(math.exp(float(v[i + 1])), SIGMA_MIN)
+            return i + 2
+        return i + 1
+
     # E-step ------------------------------------------------------------------------------
     def chain(self, win: Windows) -> Chain:
         """The chain for the current windows and tracker (saccade shifts depend on both)."""

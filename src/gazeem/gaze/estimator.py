@@ -126,9 +126,9 @@ class GazeEM:
         After EM, score the corrected gaze against the raw trace on held-out units and
         fixations (:mod:`gazeem.gaze.heldout`); where the correction is not supported, warn
         and report the tracker's own estimate with its error instead.
-    anneal
-        Start EM with tempered M-steps (:mod:`gazeem.gaze.anneal`): ``True``, ``False``,
-        or ``"auto"`` (where frames are held within fixations, as photographs are).
+    anneal, accelerate
+        Start EM with tempered M-steps (:mod:`gazeem.gaze.anneal`; ``"auto"``: where frames
+        are held within fixations); accelerate it by SQUAREM (:mod:`gazeem.em.squarem`).
     frames_in_memory
         Load the stimulus into memory (``True``), read the frames each chunk needs from
         the (lazily opened) dataset (``False``), or decide by size (``"auto"``: in memory
@@ -204,6 +204,7 @@ class GazeEM:
         random_state: int = 0,
         heldout_check: bool = True,
         anneal: str | bool = "auto",
+        accelerate: bool = False,
         frames_in_memory: str | bool = "auto",
         response_model: ResponseModel | None = None,
         progress: bool = False,
@@ -246,7 +247,7 @@ class GazeEM:
         self.cache_mb = cache_mb
         self.random_state = random_state
         self.heldout_check = heldout_check
-        self.anneal = anneal
+        self.anneal, self.accelerate = anneal, accelerate
         self.frames_in_memory = frames_in_memory
         self.response_model = response_model
         self.progress = progress
@@ -369,6 +370,7 @@ class GazeEM:
             progress=self.progress,
             desc=f"EM {name}",
             callback=(moves := GazeMoves(data)),
+            accelerate=self.accelerate,
         )
         self.grid_, self.tracker_, self.prior_, self.response_ = grid, tracker, prior, response
         self.posterior_ = estep.posterior

@@ -10,6 +10,7 @@ pairs, then the tracker and a learnable prior in closed form. The per-bin latent
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -306,6 +307,28 @@ class FixationProblem:
     def log_penalty(self) -> float:
         with torch.no_grad():
             return float(self.response.log_penalty()) + self.cell_prior.log_penalty()
+
+    # SQUAREM (gazeem.em.squarem) -----------------------------------------------------------
+    def parameter_vector(self) -> torch.Tensor:
+        """The response's parameters, the gain, the offset and ``log σ``: float64, CPU."""
+        t = self.tracker
+        parts = [
+            p.detach().reshape(-1).to("cpu", torch.float64) for p in self.response.parameters()
+        ]
+        parts += [t.gain.reshape(-1), t.offset, torch.tensor([math.log(t.sigma)])]
+        return torch.cat(parts)
+
+    def set_parameter_vector(self, v: torch.Tensor) -> int:
+        """Set what :meth:`parameter_vector` returns; returns how many entries it read."""
+        i = 0
+        with torch.no_grad():
+            for p in self.response.parameters():
+                p.copy_(v[i : i + p.numel()].reshape(p.shape).to(p))
+                i += p.numel()
+        t = self.tracker
+        t.gain, t.offset = v[i : i + 4].reshape(2, 2).clone(), v[i + 4 : i + 6].clone()
+        t.sigma = max(math.exp(float(v[i + 6])), t.min_sigma)
+        return i + 7
 
     def fit_response_on_positions(self, cells: torch.Tensor) -> None:
         """Fit the response model with q a point mass at ``cells (F, 2)`` (stimulus px)."""

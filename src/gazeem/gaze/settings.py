@@ -153,6 +153,7 @@ PARAMETER_CONSTRAINTS: dict[str, dict] = {
     "random_state": {"type": "integer"},
     "heldout_check": _BOOL,
     "anneal": {"enum": ["auto", True, False]},
+    "accelerate": _BOOL,
 }
 
 
