@@ -56,3 +56,6 @@ def test_the_fit_records_which_latent_and_why():
     assert ds.attrs["latent_reason"] == "set: latent=fixation"
     assert ds.attrs["anneal_steps"] == len(temperatures()) == 16
     assert ds.attrs["anneal_reason"] == "set: anneal=true"
+    # max_iter 0 evaluates the starting parameters: nothing is annealed either
+    est.set_params(max_iter=0).fit(s)
+    assert est.fit_.anneal_steps == 0

@@ -13,7 +13,7 @@ the spikes take over a little at a time, and the fields sharpen with them.
 The tempered steps are not EM steps of the model's likelihood (nothing is monotone in
 them), so they run before :func:`gazeem.em.engine.run_em`, which then starts at
 ``T = 1`` with its usual convergence rule and checks; ``max_iter`` counts those
-iterations only.
+iterations only, and ``max_iter = 0`` (evaluate the starting parameters) anneals nothing.
 
 ``anneal: auto`` anneals where the session holds frames within fixations
 (:attr:`gazeem.gaze.batches.Batches.runs`), and not on noise, where it changed nothing

@@ -361,7 +361,7 @@ class GazeEM:
             centre_initial_fields(problem)
         getattr(problem, "base", problem).holds_gauge = offset_mode == "fields"
         annealed, anneal_reason = choose_anneal(self.anneal, problem)
-        n_anneal = anneal(problem, temperatures()) if annealed else 0
+        n_anneal = anneal(problem, temperatures()) if annealed and self.max_iter else 0
         estep, state = run_em(
             problem,
             tol=self.tol,
