@@ -66,6 +66,13 @@ def machine() -> dict:
     }
 
 
+def time_ratios(rows: list[dict], name: str, key: str = "fit (s)", digits: int = 2) -> None:
+    """Add column ``name``: each row's ``key`` over the first row's, as ``"1.93x"``
+    (the side-by-side benchmarks' reference is their first row)."""
+    for r in rows:
+        r[name] = f"{r[key] / rows[0][key]:.{digits}f}x"
+
+
 def md_table(rows: list[dict], cols: list[str] | None = None) -> str:
     cols = cols or list(rows[0])
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -16,7 +16,7 @@ from tests.conftest import make_session
 from tests.gaze.realistic import OFFSET_SESSION, TWO_MINUTES, true_px
 from tests.gaze.test_fixation_task import TASK
 
-from benchmarks.common import md_table, timed_fit_with
+from benchmarks.common import md_table, time_ratios, timed_fit_with
 from gazeem.gaze import fixation
 from gazeem.gaze.estimator import GazeEM
 
@@ -64,8 +64,7 @@ def run(max_iter: int = 80) -> list[dict]:
                     "about the common offset (px)": round(about, 3),
                 }
             )
-        for r in pair:
-            r["time / held"] = f"{r['fit (s)'] / pair[0]['fit (s)']:.2f}x"
+        time_ratios(pair, "time / held")
         rows += pair
     return rows
 

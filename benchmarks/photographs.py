@@ -11,7 +11,7 @@ from __future__ import annotations
 from tests.conftest import make_session
 from tests.gaze.realistic import PHOTOGRAPH_SESSION
 
-from benchmarks.common import md_table, timed_fit_with
+from benchmarks.common import md_table, time_ratios, timed_fit_with
 from gazeem.gaze import batches
 
 
@@ -29,8 +29,8 @@ def run(n_bins: int = 3600, iters: int = 8) -> list[dict]:
                 "log-likelihood": float(est.loglik_[-1]),
             }
         )
+    time_ratios(rows, "time / pooled", key="seconds", digits=1)
     for r in rows:
-        r["time / pooled"] = f"{r['seconds'] / rows[0]['seconds']:.1f}x"
         r["log-lik. − pooled (nats)"] = f"{r['log-likelihood'] - rows[0]['log-likelihood']:+.2f}"
     return rows
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from tests.conftest import make_session
 from tests.gaze.realistic import OFFSET_SESSION, PHOTOGRAPH_SESSION, TWO_MINUTES
 
-from benchmarks.common import md_table, timed_fit_with
+from benchmarks.common import md_table, time_ratios, timed_fit_with
 from gazeem.gaze import fixation
 
 SESSIONS = {
@@ -42,8 +42,8 @@ def run(iters: int = 8, cache_mbs=(1024, 64)) -> list[dict]:
                         "log-likelihood": round(float(est.loglik_[-1]), 1),
                     }
                 )
+            time_ratios(pair, "time / windows")
             for r in pair:
-                r["time / windows"] = f"{r['fit (s)'] / pair[0]['fit (s)']:.2f}x"
                 r["log-lik. − windows (nats)"] = (
                     f"{r['log-likelihood'] - pair[0]['log-likelihood']:+.1f}"
                 )

@@ -232,7 +232,7 @@ def run_em(
         converged=converged,
         warnings=tuple(notes),
         seconds_per_iter=tuple(secs),
-        extrapolations=(extra[0], extra[1]) if accel else (0, 0),
+        extrapolations=(extra[0], extra[1]),
     )
     return estep, state
 
