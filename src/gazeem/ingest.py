@@ -33,6 +33,14 @@ from gazeem.preprocess import (
     frame_bin_edges,
     frame_index,
 )
+from gazeem.saccades import (
+    MIN_RATE_HZ,
+    Saccades,
+    detect_saccades,
+    effective_rate,
+    saccade_bins,
+    sampling_rate,
+)
 
 log = logging.getLogger("gazeem.ingest")
 
@@ -51,8 +59,16 @@ class IngestSettings:
 
     Attributes
     ----------
+    saccade_detector
+        ``samples``: saccades and microsaccades found in the raw eye samples
+        (:mod:`gazeem.saccades`, Engbert & Kliegl 2003); ``bins``: the velocity rule on the
+        bin-averaged trace; ``auto``: ``samples`` where the tracker samples at 300 Hz or
+        faster, else ``bins``.
+    saccade_lambda, min_saccade_s
+        The sample detector's threshold in median-estimated velocity SDs, and the shortest
+        saccade it keeps, s.
     saccade_velocity_deg_s
-        Saccade threshold on the bin-averaged eye trace, degrees/s.
+        Saccade threshold on the bin-averaged eye trace, degrees/s (``bins``).
     min_saccade_bins, min_fixation_bins
         Shortest saccade and shortest fixation kept, bins.
     max_eye_gap_s
@@ -70,6 +86,9 @@ class IngestSettings:
         Frames copied per chunk, and the gzip level of the output.
     """
 
+    saccade_detector: str = "auto"
+    saccade_lambda: float = 6.0
+    min_saccade_s: float = 0.006
     saccade_velocity_deg_s: float = 5.0
     min_saccade_bins: int = 1
     min_fixation_bins: int = 3
@@ -223,6 +242,7 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
             f"{meta.stim_center_y_deg}) deg); check ppd, the stimulus placement and rf_x_deg, "
             "rf_y_deg (where the fields are relative to the gaze).",
         )
+    events = _sample_saccades(raw, settings, path)
     fixation = detect_fixations(
         eye,
         valid,
@@ -230,6 +250,7 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
         settings.saccade_velocity_deg_s,
         settings.min_saccade_bins,
         settings.min_fixation_bins,
+        saccade=None if events is None else saccade_bins(events, edges),
     )
     calib = calibration_targets(raw.calibration, edges)
     truth = None
@@ -264,6 +285,44 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
         "calib": calib,
         "truth": truth,
         "frame_range": (f0, f1),
+        "saccades": events,
+    }
+
+
+def _sample_saccades(raw: RawSession, settings: IngestSettings, path) -> Saccades | None:
+    """Saccades in the raw eye samples, or ``None`` where the bin-velocity rule is used."""
+    choice = settings.saccade_detector
+    if choice not in ("auto", "samples", "bins"):
+        raise IngestError(
+            path, "ingest.saccade_detector", f"must be auto, samples or bins, got {choice!r}."
+        )
+    rate = effective_rate(raw.eye_t, raw.eye_xy, raw.eye_valid)
+    if choice == "bins" or (choice == "auto" and rate < MIN_RATE_HZ):
+        return None
+    if rate < MIN_RATE_HZ:
+        logged = sampling_rate(raw.eye_t)
+        held = f" (logged at {logged:.0f} Hz, each value held)" if logged > 1.5 * rate else ""
+        raise IngestError(
+            path,
+            "eye",
+            f"takes new values at {rate:.0f} Hz{held}; the sample detector (saccade_detector: "
+            f"samples) needs {MIN_RATE_HZ:.0f} Hz or more. Use saccade_detector: bins (or auto).",
+        )
+    return detect_saccades(
+        raw.eye_t, raw.eye_xy, raw.eye_valid, settings.saccade_lambda, settings.min_saccade_s
+    )
+
+
+def _detector_attrs(events: Saccades | None, settings: IngestSettings) -> dict:
+    if events is None:
+        return {"saccade_detector": f"bins ({settings.saccade_velocity_deg_s:g} deg/s)"}
+    return {
+        "saccade_detector": (
+            f"samples (Engbert & Kliegl 2003: lambda {settings.saccade_lambda:g}, "
+            f"{1000 * settings.min_saccade_s:g} ms, {events.rate_hz:.0f} Hz)"
+        ),
+        "saccade_threshold_deg_s": np.asarray(events.threshold_deg_s),
+        "n_saccades": len(events),
     }
 
 
@@ -382,6 +441,7 @@ def _small_dataset(
             "rf_y_deg": float(meta.rf_y_deg),
             "frame_offset": int(b["frame_range"][0]),
             "ingest_settings": repr(asdict(settings)),
+            **_detector_attrs(b["saccades"], settings),
         }
     )
     return ds

@@ -82,8 +82,13 @@ def detect_fixations(
     velocity_deg_s: float = 5.0,
     min_saccade_bins: int = 1,
     min_fixation_bins: int = 3,
+    saccade: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fixation id per bin (0, 1, ...), -1 in saccades and invalid stretches.
+
+    ``saccade (T,)`` bool, when given, marks the bins that saccades detected in the raw
+    samples overlap (:func:`gazeem.saccades.saccade_bins`); they are cut out like invalid
+    bins and the bin-velocity rule below is not used.
 
     The velocity of each step between consecutive bins of the bin-averaged trace is
     compared with ``velocity_deg_s``; a run of fast steps is a saccade, and a saccade
@@ -98,9 +103,13 @@ def detect_fixations(
     n = len(eye)
     if n == 0:
         return np.zeros(0, dtype=np.int32)
-    speed = np.linalg.norm(np.diff(eye, axis=0), axis=1) / bin_s  # NaN next to invalid bins
-    fast = np.nan_to_num(speed, nan=0.0) > velocity_deg_s
-    if min_saccade_bins > 1:
+    if saccade is not None:
+        valid = valid & ~np.asarray(saccade, dtype=bool)
+        fast = np.zeros(n - 1, dtype=bool)
+    else:
+        speed = np.linalg.norm(np.diff(eye, axis=0), axis=1) / bin_s  # NaN next to invalid
+        fast = np.nan_to_num(speed, nan=0.0) > velocity_deg_s
+    if saccade is None and min_saccade_bins > 1:
         s, e = _runs(fast)
         for a, b in zip(s, e, strict=True):
             if b - a < min_saccade_bins:

@@ -248,13 +248,21 @@ def _read(nwb, io, path, meta, EyeTracking, ImageSeries) -> RawSession:
 
 
 def session_to_nwb(
-    ds, path, *, eye_samples_per_bin: int = 1, seed: int = 0, eye_unit: str = "degrees"
+    ds,
+    path,
+    *,
+    eye_samples_per_bin: int = 1,
+    seed: int = 0,
+    eye_unit: str = "degrees",
+    eye: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Write a simulated session (:func:`gazeem.simulate.simulate_session`) as an NWB file.
 
     Spike times are drawn uniformly inside their bins (seeded), so binning at the same
     edges gives the counts back exactly; the eye trace is written ``eye_samples_per_bin``
-    times per bin at the bin's value, so averaging within bins gives it back.
+    times per bin at the bin's value, so averaging within bins gives it back, unless
+    ``eye = (t (N,) s, xy (N, 2))`` gives the tracker's samples themselves (a trace sampled
+    at 1000 Hz, say; the true gaze is still written per bin).
     """
     from hdmf.backends.hdf5.h5_utils import H5DataIO
     from pynwb import NWBHDF5IO, NWBFile
@@ -266,6 +274,9 @@ def session_to_nwb(
     from gazeem.io.raw_from_session import raw_arrays
 
     arr = raw_arrays(ds, eye_samples_per_bin=eye_samples_per_bin, seed=seed)
+    true_t = arr["eye_t"]
+    if eye is not None:
+        arr["eye_t"], arr["eye_xy"] = np.asarray(eye[0]), np.asarray(eye[1])
     nwb = NWBFile(
         session_description=f"gazeem simulated session {ds.attrs.get('session', '')}",
         identifier=str(uuid.UUID(int=np.random.default_rng(seed).integers(2**63) << 64 | 1)),
@@ -317,7 +328,7 @@ def session_to_nwb(
                 spatial_series=SpatialSeries(
                     name="true_gaze",
                     data=H5DataIO(arr["true_xy"], compression="gzip"),
-                    timestamps=H5DataIO(arr["eye_t"], compression="gzip"),
+                    timestamps=H5DataIO(true_t, compression="gzip"),
                     reference_frame="screen centre; x right, y up",
                     unit="degrees",
                     description="true gaze of the simulated animal",
