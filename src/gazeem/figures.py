@@ -1,7 +1,9 @@
 """The figures stage: publication-style PNG and PDF figures, axes in degrees.
 
 Per session (from its fit result): ``gaze_trace``, ``correction``, ``posteriors``,
-``rfs``, ``loglik`` and, where the truth is known (the demo), ``truth``. Across
+``rfs``, ``loglik``, ``drift``, ``reliability`` (the intervals' coverage where the truth
+is known, and a held-out posterior-predictive check of spike counts) and, where the
+truth is known (the demo), ``truth``. Across
 sessions (from ``params.nc``): ``tracker`` and ``rf_improvement``. From a field-location
 result (``gazeem locate-fields``): ``fields_location``.
 """
@@ -17,11 +19,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from scipy.stats import norm
 
 from gazeem import __version__
 from gazeem.io.files import atomic_output, open_netcdf
 
-SESSION_FIGURES = ("gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth", "drift")
+SESSION_FIGURES = (
+    "gaze_trace",
+    "correction",
+    "posteriors",
+    "rfs",
+    "loglik",
+    "truth",
+    "drift",
+    "reliability",
+)
 SUMMARY_FIGURES = ("tracker", "rf_improvement")
 RAW, CORR, TRUE = "#9e9e9e", "#d95f02", "#1b1b1b"
 
@@ -422,6 +434,103 @@ def fig_rf_improvement(params: xr.Dataset):
     return fig
 
 
+def interval_coverage(fit: xr.Dataset) -> dict | None:
+    """Per-axis coverage of the truth by the fit's intervals (simulated sessions; ``None``
+    without a truth): ``levels`` and ``observed`` for the stored central intervals, and
+    ``nominal``, ``gaussian`` for ``mean ± z·SD`` at every nominal mass."""
+    if "true_gaze" not in fit or "gaze_lower" not in fit:
+        return None
+    truth, mean = fit["true_gaze"].values, fit["gaze_mean"].values
+    ok = np.isfinite(mean).all(1) & np.isfinite(truth).all(1)
+    if not ok.any():
+        return None
+    shift = np.zeros(2)
+    if fit.attrs.get("offset_mode") == "zero":  # relative gauge: the mean offset is free
+        shift = np.mean(mean[ok] - truth[ok], axis=0)
+    t = truth[ok] + shift
+    lo, hi = fit["gaze_lower"].values[ok], fit["gaze_upper"].values[ok]
+    observed = ((lo <= t[..., None]) & (t[..., None] <= hi)).mean(axis=(0, 1))
+    nominal = np.linspace(0.02, 0.995, 80)
+    zscore = np.abs(t - mean[ok]) / np.maximum(fit["gaze_sd"].values[ok], 1e-12)
+    gaussian = (zscore[..., None] <= norm.ppf((1 + nominal) / 2)).mean(axis=(0, 1))
+    return {
+        "levels": fit["level"].values,
+        "observed": observed,
+        "nominal": nominal,
+        "gaussian": gaussian,
+    }
+
+
+def fig_reliability(fit: xr.Dataset):
+    """Are the intervals honest? Coverage of the truth (simulated sessions), and the
+    held-out posterior-predictive check of spike counts (every session)."""
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.4))
+    cov = interval_coverage(fit)
+    ax = axes[0]
+    if cov is None:
+        _no_data(ax, "no ground truth (recorded data):\nsee the predictive check")
+    else:
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.6, ls="--")
+        ax.plot(cov["nominal"], cov["gaussian"], color=CORR, lw=0.8, label="mean ± z·SD")
+        ax.plot(cov["levels"], cov["observed"], "o", ms=3.5, color=TRUE, label="central interval")
+        for lv, ob in zip(cov["levels"], cov["observed"], strict=True):
+            ax.annotate(f"{ob:.0%}", (lv, ob), xytext=(-14, 6), textcoords="offset points")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("nominal posterior mass")
+        ax.set_ylabel("fraction of (bin, axis) covering the truth")
+        ax.legend(loc="upper left")
+    ax.set_title("Interval coverage (simulated truth)")
+    if "ppc_predicted" not in fit:
+        for ax in axes[1:]:
+            _no_data(ax, "held-out check not run")
+        return fig
+    ax = axes[1]
+    for src, color in (("raw", RAW), ("corrected", CORR)):
+        sel = fit.sel(ppc_source=src)
+        keep = sel["ppc_pairs"].values >= 100
+        slope = float(fit.attrs.get(f"heldout_ppc_slope_{src}", np.nan))
+        ax.plot(
+            sel["ppc_predicted"].values[keep],
+            sel["ppc_observed"].values[keep],
+            "o-",
+            ms=2.5,
+            color=color,
+            label=f"{src} (slope {slope:.2f})",
+        )
+    pred = fit["ppc_predicted"].values
+    lim = (np.nanmin(pred[pred > 0]) / 1.5, np.nanmax(pred) * 1.5)
+    ax.plot(lim, lim, color="0.6", lw=0.6, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("predicted spikes / bin (group mean)")
+    ax.set_ylabel("observed spikes / bin")
+    ax.set_title("Held-out spikes: rate calibration")
+    ax.legend(loc="upper left")
+    ax = axes[2]
+    k = fit["ppc_count"].values
+    obs = fit["ppc_count_observed"].sel(ppc_source="corrected").values
+    ax.bar(k, obs, color="0.85", label="observed")
+    for src, color in (("raw", RAW), ("corrected", CORR)):
+        tv = float(fit.attrs.get(f"heldout_ppc_tv_{src}", np.nan))
+        ax.plot(
+            k,
+            fit["ppc_count_predicted"].sel(ppc_source=src).values,
+            "o-",
+            ms=2.5,
+            color=color,
+            label=f"predicted, {src} (TV {tv:.3f})",
+        )
+    ax.set_yscale("log")
+    ax.set_xticks(k, [*map(str, k[:-1]), f"≥{k[-1]}"])
+    ax.set_xlabel("spikes in a (bin, unit)")
+    ax.set_ylabel("fraction of held-out pairs")
+    ax.set_title("Held-out spike counts")
+    ax.legend(loc="upper right")
+    return fig
+
+
 SESSION_MAKERS = {
     "gaze_trace": fig_gaze_trace,
     "correction": fig_correction,
@@ -430,6 +539,7 @@ SESSION_MAKERS = {
     "loglik": fig_loglik,
     "truth": fig_truth,
     "drift": fig_drift,
+    "reliability": fig_reliability,
 }
 #: what every session figure reads from a fit result
 FIT_REQUIRED = ("eye", "fixation", "gaze_mean", "gaze_sd", "rf", "rf_initial", "sigma", "loglik")

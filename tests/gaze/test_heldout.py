@@ -47,9 +47,12 @@ def test_responses_without_gaze_information_give_the_trace_and_its_error():
     geom = StimulusGeometry.from_dataset(s)
     reading = geom.deg_to_px(s["eye"].values)
     fitted = np.isfinite(g["mean"]).all(1)
-    # the raw trace (no calibration: the reading itself) with the stated error, 3 px
+    # the raw trace (no calibration: the reading itself) with at least the stated error,
+    # 3 px, widened per axis by the calibration EM estimated and the data did not confirm
     np.testing.assert_allclose(g["mean"][fitted], reading[fitted], atol=1e-9)
-    np.testing.assert_allclose(g["sd"][fitted], 3.0)
+    sd = g["sd"][fitted]
+    assert (sd >= 3.0).all() and np.ptp(sd, axis=0).max() < 1e-12
+    assert f"({sd[0, 0]:.2f}, {sd[0, 1]:.2f}) px" in est.fit_.correction_note
     # it claims no more than the data hold: apart from the calibration offset, which no
     # data here can tell (the note says so), the truth (tracker error 2 px per axis) lies
     # within the reported 95% interval for nearly every bin

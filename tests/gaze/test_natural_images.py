@@ -8,8 +8,9 @@ The information is there: an oracle E-step with the true fields and tracker corr
 the gaze to about a third of the raw error. EM does not reach it. A static image gives
 each fixation one patch, so EM's latent settles into a per-fixation *rate state* (a cell
 whose predicted rates match the fixation's counts), which held-out bins of the same
-fixation confirm. gazeem must then say so and report the raw trace with a wide SD, not a
-correction worse than the tracker.
+fixation confirm. gazeem must then say so and report the raw trace with a wide SD (the
+stated tracker error and the unconfirmed calibration), not a correction worse than the
+tracker.
 
 Annealing (``anneal: auto``, on for held frames) leads EM out of the raw trace's basin: on
 this minute it learns the calibration offset and the tracker's σ, though not yet each
@@ -25,6 +26,7 @@ from gazeem.gaze.estimator import GazeEM
 from tests.conftest import make_session
 from tests.gaze.realistic import (
     PHOTOGRAPH_SESSION,
+    interval_coverage,
     oracle_gaze,
     oracle_tracker,
     rms,
@@ -55,10 +57,15 @@ def test_never_worse_than_the_tracker_and_says_so(photographs_session):
     gaze = est.gaze_per_bin()
     fitted = np.isfinite(gaze["mean"]).all(1)
     assert rms(gaze["mean"], truth) <= rms(np.where(fitted[:, None], raw, np.nan), truth) + 1e-9
-    # the spikes alone rarely find the tracker's gaze; the SD is the tracker's, not EM's
+    # the spikes alone rarely find the tracker's gaze
     assert not est.fit_.heldout.supported
     assert est.fit_.heldout.agreement < 0.5
-    assert np.nanmedian(gaze["sd"]) == pytest.approx(est.sigma_init)
+    # the posterior says so: the raw trace's interval is as wide as its error, calibration
+    # offset included (measured 95.9% and 61.2%: a symmetric interval about a reading
+    # that is off by 1.5σ; with the stated 3 px alone it was 72% and 33%)
+    assert np.nanmedian(gaze["sd"]) > 1.5 * est.sigma_init
+    assert 0.90 <= interval_coverage(gaze, truth, 0.95) <= 0.98
+    assert 0.58 <= interval_coverage(gaze, truth, 0.68) <= 0.76
 
 
 def test_annealing_learns_the_calibration_and_sigma(photographs_session):

@@ -14,7 +14,16 @@ from .conftest import ROOT, TINY, make_project, snakemake
 
 pytestmark = pytest.mark.slow
 SESSIONS = ["demo1", "demo2", "demo3"]
-FIGURES = ["gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth", "drift"]
+FIGURES = [
+    "gaze_trace",
+    "correction",
+    "posteriors",
+    "rfs",
+    "loglik",
+    "truth",
+    "drift",
+    "reliability",
+]
 
 
 def job_counts(output: str) -> dict[str, int]:

@@ -33,7 +33,7 @@ SESSIONS = list(_TABLE)
 SIMULATED = [s for s in SESSIONS if _TABLE[s].simulate]
 NWB_SESSIONS = [s for s in SESSIONS if _TABLE[s].format == "nwb"]
 
-FIGURES = ["gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth", "drift"]
+FIGURES = ["gaze_trace", "correction", "posteriors", "rfs", "loglik", "truth", "drift", "reliability"]
 SUMMARY_FIGURES = ["tracker", "rf_improvement"]
 
 

@@ -398,7 +398,7 @@ class GazeEM:
         if self.heldout_check:
             fit.heldout = heldout_comparison(problem, torch.round(z0).long(), fit.gaze["mean"])
             if fit.heldout is not None and not fit.heldout.supported:
-                fit = fall_back_to_trace(fit, data, z0, self.sigma_init, where)
+                fit = fall_back_to_trace(fit, data, z0, self.sigma_init, where, tracker)
         return fit
 
     def _set_fitted(self, fit: GazeFit) -> None:

@@ -19,6 +19,7 @@ from gazeem.gaze.data import GazeData
 from gazeem.gaze.heldout import HeldOut
 from gazeem.gaze.intervals import tail_probs
 from gazeem.gaze.posterior import GazePosterior, to_bins
+from gazeem.gaze.windows import expected_positions
 from gazeem.models.observation import TrackerModel
 
 
@@ -183,22 +184,38 @@ def move_gauge(fit: GazeFit, shift: tuple[float, float], tracker, response) -> G
 
 
 def fall_back_to_trace(
-    fit: GazeFit, data: GazeData, z0: torch.Tensor, sigma: float, where: str
+    fit: GazeFit,
+    data: GazeData,
+    z0: torch.Tensor,
+    sigma: float,
+    where: str,
+    tracker: TrackerModel,
 ) -> GazeFit:
     """The correction is not supported (:mod:`gazeem.gaze.heldout`): warn, and report the
-    raw trace that it failed to beat, with the stated tracker error ``sigma`` (px).
+    raw trace that it failed to beat.
 
     ``z0 (F, 2)`` stimulus px is each fixation's raw gaze (the reading under the starting
-    tracker, as the raw-trace fit saw it); each bin keeps its own reading about it. EM's
-    σ is not used: without gaze information in the responses it is not identified (on
-    counts shuffled in time EM inflated it from 2.1 to 7.8 px).
+    tracker, as the raw-trace fit saw it); each bin keeps its own reading about it. The SD
+    per axis is ``√(sigma² + s²)``: the stated tracker error ``sigma`` (px) and ``s``, the
+    RMS over fixations of how far EM's ``tracker`` moved the expected gaze from the
+    reading (its calibration). The data did not confirm that calibration, so it widens
+    the interval rather than moving the mean: a raw trace is off by its calibration
+    offset, which the stated error alone leaves out (on one minute of photographs its
+    95% interval covered 72% of bins). EM's σ is not used: without gaze information in
+    the responses it is not identified (on counts shuffled in time EM inflated it from
+    2.1 to 7.8 px).
     """
     h = fit.heldout
+    with torch.no_grad():
+        moved = (expected_positions(data, tracker) - z0).numpy()
+    calib = np.sqrt(np.mean(moved**2, axis=0))
+    sd = np.sqrt(float(sigma) ** 2 + calib**2)  # (2,) px
     fit.correction_note = (
         f"{where}: field 'gaze': {h.reason}. The responses do not support a correction: "
-        "the reported "
-        f"gaze is the raw trace, its SD the stated tracker error (sigma_init = {sigma} px, "
-        "a calibration offset comes on top); EM's own posterior is not reported."
+        "the reported gaze is the raw trace, its SD per axis "
+        f"({sd[0]:.2f}, {sd[1]:.2f}) px the stated tracker error (sigma_init = {sigma} px) "
+        f"and the calibration EM estimated but the data did not confirm "
+        f"(({calib[0]:.2f}, {calib[1]:.2f}) px RMS); EM's own posterior is not reported."
     )
     warnings.warn(fit.correction_note, UserWarning, stacklevel=3)
     center = np.asarray(data.geometry.center_px, dtype=np.float64)
@@ -210,11 +227,11 @@ def fall_back_to_trace(
     for key in ("mean", "map", "viterbi"):
         if key in fit.gaze:
             fit.gaze[key] = per_bin.copy()
-    fit.gaze["sd"] = np.where(np.isfinite(per_bin), float(sigma), np.nan)
+    fit.gaze["sd"] = np.where(np.isfinite(per_bin), sd, np.nan)
     z = torch.special.ndtri(tail_probs()).numpy()  # the Gaussian's central intervals
     half = fit.gaze["lower"].shape[-1]
-    fit.gaze["lower"] = per_bin[..., None] + float(sigma) * z[:half]
-    fit.gaze["upper"] = per_bin[..., None] + float(sigma) * z[half:]
+    fit.gaze["lower"] = per_bin[..., None] + sd[:, None] * z[:half]
+    fit.gaze["upper"] = per_bin[..., None] + sd[:, None] * z[half:]
     fit.fixations["mean"], fit.fixations["map"] = z0.numpy().copy(), z0.numpy().copy()
-    fit.fixations["sd"] = np.full(z0.shape, float(sigma))
+    fit.fixations["sd"] = np.broadcast_to(sd, z0.shape).copy()
     return fit

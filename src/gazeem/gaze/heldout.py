@@ -59,8 +59,9 @@ from gazeem.em.mstep import maximize_weighted
 from gazeem.gaze.batches import Batches
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.predictive import PredictiveCheck
 from gazeem.gaze.windows import expected_positions, make_windows
-from gazeem.models.response import PoissonLN
+from gazeem.models.response import PoissonLN, poisson_log_prob
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,10 @@ class HeldOut:
     #: tracker's expected gaze (:func:`tracker_agreement`), and that fraction by chance
     agreement: float = float("nan")
     agreement_chance: float = float("nan")
+    #: the posterior-predictive check of the held-out spikes under the raw trace and under
+    #: the correction (:mod:`gazeem.gaze.predictive`)
+    predictive_raw: PredictiveCheck | None = None
+    predictive_corrected: PredictiveCheck | None = None
 
     @property
     def bits_per_spike(self) -> float:
@@ -132,13 +137,18 @@ def _fit_fields(data: GazeData, template: PoissonLN, bins, xy, budget, max_iter:
     return resp
 
 
-def _loglik(data: GazeData, resp: PoissonLN, bins, xy, budget) -> torch.Tensor:
-    """``(M,)`` float64 log-likelihood of each bin's spikes at gaze ``xy (M, 2)``."""
+def _loglik(
+    data: GazeData, resp: PoissonLN, bins, xy, budget, check: PredictiveCheck
+) -> torch.Tensor:
+    """``(M,)`` float64 log-likelihood of each bin's spikes at gaze ``xy (M, 2)``; the
+    predicted and observed counts go to ``check``."""
     ones = torch.ones(bins.numel(), dtype=torch.float64)
     out = []
     with torch.no_grad():
-        for x, y, z, _ in Batches(data, resp, budget).sparse_pair_batches(bins, xy, ones, False)():
-            out.append(resp.log_likelihood(x, y, z).to(torch.float64).cpu())
+        for x, y, _, _ in Batches(data, resp, budget).sparse_pair_batches(bins, xy, ones, False)():
+            drive = resp.drive(x)
+            out.append(poisson_log_prob(y, drive, resp.nonlinearity).sum(-1).double().cpu())
+            check.add(resp.rate(drive), y)
     return torch.cat(out)
 
 
@@ -243,6 +253,7 @@ def heldout_comparison(
     corr_xy = corr_xy.to(bins.device)
     ll_raw = torch.zeros(bins.numel(), dtype=torch.float64)
     ll_corr = torch.zeros(bins.numel(), dtype=torch.float64)
+    check_raw, check_corr = PredictiveCheck(), PredictiveCheck()
     hits, chance, n_agree = 0, 0.0, 0
     for k in (0, 1):
         test = test_fold == k
@@ -253,17 +264,26 @@ def heldout_comparison(
         raw_fields = _fit_fields(
             data, problem.response, bins[train], raw_xy[train], budget, max_iter
         )
-        ll_raw[test.cpu()] = _loglik(data, raw_fields, bins[test], raw_xy[test], budget)
+        ll_raw[test.cpu()] = _loglik(data, raw_fields, bins[test], raw_xy[test], budget, check_raw)
         for seen in (0, 1):
             mean = _reinfer(problem, fields, bins[test & (parity == seen)])
             scored = test & (parity != seen)
             xy = torch.as_tensor(np.rint(mean[bins[scored].cpu().numpy()]), dtype=torch.int64)
-            ll_corr[scored.cpu()] = _loglik(data, fields, bins[scored], xy.to(bins.device), budget)
+            ll_corr[scored.cpu()] = _loglik(
+                data, fields, bins[scored], xy.to(bins.device), budget, check_corr
+            )
     diff = torch.zeros(data.n_fixations, dtype=torch.float64)
     diff.index_add_(0, fix.cpu(), ll_corr - ll_raw)
     se = float(diff.std()) / math.sqrt(data.n_fixations)
     z = float(diff.mean()) / se if se > 0 else 0.0
     n_spikes = int(data.counts[bins].sum())
     return HeldOut(
-        float(ll_raw.sum()), float(ll_corr.sum()), n_spikes, z, hits / n_agree, chance / n_agree
+        float(ll_raw.sum()),
+        float(ll_corr.sum()),
+        n_spikes,
+        z,
+        hits / n_agree,
+        chance / n_agree,
+        predictive_raw=check_raw,
+        predictive_corrected=check_corr,
     )

@@ -19,6 +19,7 @@ from gazeem import __version__
 from gazeem.coords import StimulusGeometry
 from gazeem.gaze.fit import GazeFit
 from gazeem.gaze.intervals import LEVELS
+from gazeem.gaze.predictive import MAX_COUNT, RATE_EDGES
 
 Vars = dict[str, tuple]
 
@@ -284,6 +285,7 @@ def heldout_attrs(fit: GazeFit) -> dict:
     """The held-out comparison of the corrected gaze with the raw trace (NaN: not run)."""
     h = fit.heldout
     nan = float("nan")
+    no_ppc = h is None or h.predictive_raw is None
     return {
         "heldout_loglik_raw": nan if h is None else h.loglik_raw,
         "heldout_loglik_corrected": nan if h is None else h.loglik_corrected,
@@ -292,8 +294,62 @@ def heldout_attrs(fit: GazeFit) -> dict:
         "heldout_agreement": nan if h is None else h.agreement,
         "heldout_agreement_chance": nan if h is None else h.agreement_chance,
         "correction_supported": -1 if h is None else int(h.supported),
+        "heldout_ppc_slope_raw": nan if no_ppc else h.predictive_raw.slope(),
+        "heldout_ppc_slope_corrected": nan if no_ppc else h.predictive_corrected.slope(),
+        "heldout_ppc_tv_raw": nan if no_ppc else h.predictive_raw.count_distance(),
+        "heldout_ppc_tv_corrected": nan if no_ppc else h.predictive_corrected.count_distance(),
         "correction_note": fit.correction_note,
     }
+
+
+def predictive_vars(fit: GazeFit) -> tuple[Vars, dict]:
+    """The held-out posterior-predictive check (:mod:`gazeem.gaze.predictive`), raw trace
+    and correction side by side; nothing where the held-out comparison did not run."""
+    h = fit.heldout
+    if h is None or h.predictive_raw is None:
+        return {}, {}
+    checks = (h.predictive_raw, h.predictive_corrected)
+    obs, pred = zip(*(c.count_fractions() for c in checks), strict=True)
+    group, count = ("ppc_source", "ppc_group"), ("ppc_source", "ppc_count")
+    per = "held-out (bin, unit) pairs grouped by predicted count: "
+    vars_ = {
+        "ppc_pairs": (group, np.stack([c.pairs for c in checks]), {"long_name": per + "pairs"}),
+        "ppc_predicted": (
+            group,
+            np.stack([c.mean_predicted() for c in checks]),
+            {"units": "spikes/bin", "long_name": per + "mean predicted count"},
+        ),
+        "ppc_observed": (
+            group,
+            np.stack([c.mean_observed() for c in checks]),
+            {"units": "spikes/bin", "long_name": per + "mean observed count"},
+        ),
+        "ppc_count_observed": (
+            count,
+            np.stack(obs),
+            {"units": "1", "long_name": "fraction of held-out pairs with this count"},
+        ),
+        "ppc_count_predicted": (
+            count,
+            np.stack(pred),
+            {"units": "1", "long_name": "predicted fraction of held-out pairs with this count"},
+        ),
+    }
+    edges = RATE_EDGES
+    coords = {
+        "ppc_source": ("ppc_source", np.array(["raw", "corrected"])),
+        "ppc_group": (
+            "ppc_group",
+            np.sqrt(edges[:-1] * edges[1:]),
+            {"units": "spikes/bin", "long_name": "predicted count (geometric centre of group)"},
+        ),
+        "ppc_count": (
+            "ppc_count",
+            np.arange(MAX_COUNT + 1),
+            {"long_name": f"spike count ({MAX_COUNT}: {MAX_COUNT} or more)"},
+        ),
+    }
+    return vars_, coords
 
 
 def fit_to_dataset(fit: GazeFit, session: xr.Dataset, params: dict) -> xr.Dataset:
@@ -308,6 +364,8 @@ def fit_to_dataset(fit: GazeFit, session: xr.Dataset, params: dict) -> xr.Datase
             _deg("true gaze (simulation)"),
         )
     vars_.update(example_vars(fit, session))
+    ppc_vars, ppc_coords = predictive_vars(fit)
+    vars_.update(ppc_vars)
     axis = np.array(["x", "y"])
     ds = xr.Dataset(
         vars_,
@@ -326,6 +384,7 @@ def fit_to_dataset(fit: GazeFit, session: xr.Dataset, params: dict) -> xr.Datase
                 np.asarray(LEVELS),
                 {"units": "1", "long_name": "posterior mass of the central interval"},
             ),
+            **ppc_coords,
         },
     )
     ds.attrs.update(provenance_attrs(fit, session, params))

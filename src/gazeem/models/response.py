@@ -161,6 +161,10 @@ class PoissonLN(ResponseModel):
         """``(M, n_units)`` linear drive for patches ``x (M, n_lags, P, P)``."""
         return x.flatten(1) @ self.rf.flatten(1).T + self.bias
 
+    def rate(self, drive: torch.Tensor) -> torch.Tensor:
+        """Expected spikes per bin for a ``drive`` (:meth:`drive`)."""
+        return torch.exp(drive) if self.nonlinearity == "exp" else F.softplus(drive)
+
     def log_likelihood(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return poisson_log_prob(y, self.drive(x), self.nonlinearity).sum(-1)
 
