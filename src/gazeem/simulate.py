@@ -78,6 +78,12 @@ class SimulationConfig:
     drift_arcmin2_s: float = 20.0
     #: the tracker error's own slow drift, px per √s per axis (0: constant over a trial)
     tracker_drift_px_s: float = 0.0
+    #: ``task="fixation"``: simulate the eye and the tracker at this rate (0: once per bin),
+    #: ``round(eye_rate_hz · bin_s)`` samples per bin, microsaccades as minimum-jerk
+    #: movements of ``12 + 20·A`` ms (A in degrees; the microsaccadic main sequence) and
+    #: ``tracker_jitter_px`` the noise of each sample. The session then also carries the
+    #: samples (``eye_trace``), which the NWB and HDF5 writers write instead of the bins
+    eye_rate_hz: float = 0.0
     n_calibration: int = 0  # fixations on known targets (a 3x3 grid of points)
     calibration_spacing_px: int = 12
     seed: int = 0
@@ -158,6 +164,60 @@ def _gaze_sequence(cfg: SimulationConfig, rng: np.random.Generator):
         pos = new
         t = end
     return gaze, fixation, blink, calib
+
+
+def _minimum_jerk(n: int) -> np.ndarray:
+    """``(n,)`` fraction of a minimum-jerk movement completed after each of ``n`` samples."""
+    tau = np.arange(1, n + 1) / n
+    return 10 * tau**3 - 15 * tau**4 + 6 * tau**5
+
+
+def _fixation_task_samples(cfg: SimulationConfig, rng: np.random.Generator):
+    """:func:`_fixation_task_sequence` with the eye simulated ``k`` times per bin.
+
+    Returns the per-bin gaze (the mean of its samples), trial labels, blink mask and
+    targets, and the samples' gaze ``(T·k, 2)`` centred px.
+    """
+    k = max(1, round(cfg.eye_rate_hz * cfg.bin_s))
+    dt = cfg.bin_s / k
+    t_total = cfg.n_bins
+    samples = np.zeros((t_total * k, 2))
+    trial = np.full(t_total, -1, dtype=np.int64)
+    blink = np.zeros(t_total, dtype=bool)
+    drift_sd = np.sqrt(2 * cfg.drift_arcmin2_s * dt) / 60 * cfg.ppd  # px per sample per axis
+    t, tid = 0, 0
+    pos = np.zeros(2)
+    while t < t_total:
+        end = min(t + max(1, round(rng.uniform(*cfg.trial_s) / cfg.bin_s)), t_total)
+        pos = rng.normal(0, 0.05 * cfg.ppd, size=2)  # landing near the spot
+        i, stop_s = t * k, end * k
+        while i < stop_s:
+            if rng.random() < cfg.microsaccade_hz * dt:
+                amp_deg = rng.uniform(*cfg.microsaccade_deg)
+                n = round((0.012 + 0.020 * amp_deg) / dt)
+                if i + n < stop_s:
+                    off = np.hypot(*pos)
+                    ang = (
+                        np.arctan2(-pos[1], -pos[0]) + rng.normal(0, np.pi / 3)
+                        if off > 0.1 * cfg.ppd
+                        else rng.uniform(0, 2 * np.pi)
+                    )
+                    move = amp_deg * cfg.ppd * np.array([np.cos(ang), np.sin(ang)])
+                    samples[i : i + n] = pos + _minimum_jerk(n)[:, None] * move
+                    pos, i = pos + move, i + n
+                    continue
+            pos = pos + rng.normal(0, drift_sd, size=2)
+            samples[i] = pos
+            i += 1
+        trial[t:end] = tid
+        t, tid = end, tid + 1
+        gap = int(rng.integers(cfg.blink_bins[0], cfg.blink_bins[1] + 1))
+        stop = min(t + gap, t_total)
+        blink[t:stop] = True
+        samples[t * k : stop * k] = pos
+        t = stop
+    gaze = samples.reshape(t_total, k, 2).mean(axis=1)
+    return gaze, trial, blink, np.full((t_total, 2), np.nan), samples
 
 
 #: the largest drive a photograph may give, in units of rf_norm (what noise gives at most)
@@ -286,7 +346,10 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     rates = rng.uniform(*cfg.rate_hz, size=cfg.n_units) * cfg.bin_s
     bias = np.log(rates) - cfg.rf_norm**2 / 2  # mean rate ≈ rates under unit-variance noise
 
-    if cfg.task == "fixation":
+    samples_c = None
+    if cfg.task == "fixation" and cfg.eye_rate_hz > 0:
+        gaze_c, fixation, blink, calib_c, samples_c = _fixation_task_samples(cfg, rng)
+    elif cfg.task == "fixation":
         gaze_c, fixation, blink, calib_c = _fixation_task_sequence(cfg, rng)
     elif cfg.task == "free":
         gaze_c, fixation, blink, calib_c = _gaze_sequence(cfg, rng)
@@ -296,6 +359,8 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         )
     rf_off = np.asarray(cfg.rf_offset_px, dtype=np.float64)
     gaze_c, calib_c = gaze_c - rf_off, calib_c - rf_off
+    if samples_c is not None:
+        samples_c = samples_c - rf_off
     gaze_px = geom.centered_to_px(gaze_c)
 
     # spikes: drive from the patch at the (rounded) true gaze
@@ -345,9 +410,18 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     if cfg.tracker_drift_px_s > 0:  # calibration drifting slowly through the session
         step = cfg.tracker_drift_px_s * np.sqrt(cfg.bin_s)
         err = err + np.cumsum(rng.normal(0, step, size=err.shape), axis=0)
-    reading_c = (
-        gaze_c @ gain.T + offset + err + rng.normal(0, cfg.tracker_jitter_px, size=gaze_c.shape)
-    )
+    trace = None
+    if samples_c is None:
+        reading_c = (
+            gaze_c @ gain.T + offset + err + rng.normal(0, cfg.tracker_jitter_px, size=gaze_c.shape)
+        )
+    else:  # each sample read with its own noise; a bin's reading is its samples' mean
+        k = samples_c.shape[0] // cfg.n_bins
+        noise = rng.normal(0, cfg.tracker_jitter_px, size=samples_c.shape)
+        trace_c = samples_c @ gain.T + offset + np.repeat(err, k, axis=0) + noise
+        reading_c = trace_c.reshape(cfg.n_bins, k, 2).mean(axis=1)
+        trace = geom.px_to_deg(geom.centered_to_px(trace_c))
+        trace[np.repeat(blink, k)] = np.nan
     eye = geom.px_to_deg(geom.centered_to_px(reading_c))
     eye[blink] = np.nan
     valid = ~blink
@@ -393,6 +467,18 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
             "axis": ("axis", np.array(["x", "y"])),
         },
     )
+    if trace is not None:
+        k = trace.shape[0] // cfg.n_bins
+        ds["eye_trace"] = (
+            ("sample", "axis"),
+            trace,
+            {"units": "degree", "long_name": "eye tracker samples (NaN in blinks)"},
+        )
+        ds["eye_trace_time"] = (
+            ("sample",),
+            (np.arange(trace.shape[0]) + 0.5) * (cfg.bin_s / k),
+            {"units": "s", "long_name": "eye tracker sample time"},
+        )
     if cfg.n_calibration:
         ds["calib_target"] = (
             ("time", "axis"),

@@ -205,8 +205,9 @@ def read_hdf5(path, meta) -> RawSession:
                 np.asarray(_read(f, path, "calibration/target"), dtype=np.float64).reshape(-1, 2),
             )
         truth = None
-        if "truth/gaze" in f:
-            truth = (eye_t, np.asarray(_read(f, path, "truth/gaze"), dtype=np.float64))
+        if "truth/gaze" in f:  # at the eye's timestamps, or its own (truth/t)
+            tt = np.asarray(_read(f, path, "truth/t"), np.float64) if "truth/t" in f else eye_t
+            truth = (tt, np.asarray(_read(f, path, "truth/gaze"), dtype=np.float64))
     except Exception:
         f.close()
         raise
@@ -250,6 +251,7 @@ def session_to_hdf5(ds, path, *, eye_samples_per_bin: int = 1, seed: int = 0) ->
         f.create_dataset("stimulus/t", data=arr["frame_t"]).attrs["units"] = "s"
         if arr["true_xy"] is not None:
             f.create_dataset("truth/gaze", data=arr["true_xy"]).attrs["units"] = "degrees"
+            f.create_dataset("truth/t", data=arr["true_t"]).attrs["units"] = "s"
         if arr["calibration"] is not None:
             a, b, tgt = arr["calibration"]
             f.create_dataset("calibration/start", data=a).attrs["units"] = "s"

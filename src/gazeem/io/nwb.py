@@ -274,7 +274,7 @@ def session_to_nwb(
     from gazeem.io.raw_from_session import raw_arrays
 
     arr = raw_arrays(ds, eye_samples_per_bin=eye_samples_per_bin, seed=seed)
-    true_t = arr["eye_t"]
+    true_t = arr["true_t"]
     if eye is not None:
         arr["eye_t"], arr["eye_xy"] = np.asarray(eye[0]), np.asarray(eye[1])
     nwb = NWBFile(

@@ -11,7 +11,9 @@ def raw_arrays(ds, *, eye_samples_per_bin: int = 1, seed: int = 0) -> dict:
     """Spike times, eye samples, frame onsets and calibration intervals of a session dataset.
 
     Bin ``t`` spans ``[t·bin_s, (t+1)·bin_s)``; spike times fall strictly inside their bin
-    (seeded), eye samples at ``eye_samples_per_bin`` evenly spaced points per bin.
+    (seeded), eye samples at ``eye_samples_per_bin`` evenly spaced points per bin, each the
+    bin's reading, unless the session carries the tracker's samples (``eye_trace``, a
+    simulation with ``eye_rate_hz``): then those. The true gaze is per bin (``true_t``).
     """
     rng = np.random.default_rng(seed)
     bin_s = float(ds.attrs["bin_s"])
@@ -22,6 +24,9 @@ def raw_arrays(ds, *, eye_samples_per_bin: int = 1, seed: int = 0) -> dict:
     eye_t = ((np.arange(n_bins)[:, None] + (np.arange(k)[None, :] + 0.5) / k) * bin_s).reshape(-1)
     eye_xy = np.repeat(eye, k, axis=0)
     true_xy = np.repeat(ds["true_gaze"].values, k, axis=0) if "true_gaze" in ds else None
+    true_t = eye_t
+    if "eye_trace" in ds:  # the simulated tracker's own samples
+        eye_t, eye_xy = ds["eye_trace_time"].values, ds["eye_trace"].values
     spikes = []
     for n in range(counts.shape[1]):
         c = counts[:, n]
@@ -54,6 +59,7 @@ def raw_arrays(ds, *, eye_samples_per_bin: int = 1, seed: int = 0) -> dict:
         "eye_t": eye_t,
         "eye_xy": eye_xy,
         "true_xy": true_xy,
+        "true_t": true_t,
         "spike_times": spikes,
         "unit_ids": ds["unit"].values,
         "frames": ds["stimulus"].values.astype(np.float32),
