@@ -1,9 +1,11 @@
 """The export stage: write the corrected gaze back into a copy of the source NWB file.
 
 The copy gets, in ``processing['behavior']``, an ``EyeTracking`` container named
-``EyeTrackingCorrected`` with two ``SpatialSeries`` sharing the fit's bin timestamps:
-``corrected_gaze`` (posterior mean, degrees) and ``posterior_sd`` (posterior SD per axis,
-degrees). NaN marks bins outside fixations. The source file is never opened for
+``EyeTrackingCorrected`` with ``SpatialSeries`` sharing the fit's bin timestamps:
+``corrected_gaze`` (posterior mean, degrees), ``posterior_sd`` (posterior SD per axis,
+degrees) and, for each stored level (68 and 95%), ``credible_lower_68``,
+``credible_upper_68``, … (the posterior's own central interval per axis, degrees; not
+``mean ± z·SD``). NaN marks bins outside fixations. The source file is never opened for
 writing; the copy is validated with pynwb before it is renamed into place.
 """
 
@@ -41,6 +43,12 @@ def export_nwb(source, fit, output) -> Path:
         mean = ds["gaze_mean"].values.astype(np.float64)
         sd = ds["gaze_sd"].values.astype(np.float64)
         version = ds.attrs.get("gazeem_version", "?")
+        intervals = []
+        if "gaze_lower" in ds:
+            for i, level in enumerate(ds["level"].values):
+                for end in ("lower", "upper"):
+                    values = ds[f"gaze_{end}"].values[..., i].astype(np.float64)
+                    intervals.append((f"credible_{end}_{round(100 * level)}", level, end, values))
     with atomic_output(output) as tmp:
         shutil.copyfile(source, tmp)
         try:
@@ -76,7 +84,21 @@ def export_nwb(source, fit, output) -> Path:
                 reference_frame="per-axis posterior standard deviation of gaze",
                 description="posterior SD of gaze per axis from gazeem; NaN outside fixations",
             )
-            behavior.add(EyeTracking(name=CONTAINER, spatial_series=[gaze, spread]))
+            bounds = [
+                SpatialSeries(
+                    name=name,
+                    data=values,
+                    timestamps=gaze,
+                    unit="degrees",
+                    reference_frame="screen centre; x right, y up",
+                    description=(
+                        f"{end} end per axis of the central {level:.0%} credible interval of "
+                        "gaze from gazeem (the posterior's own quantiles); NaN outside fixations"
+                    ),
+                )
+                for name, level, end, values in intervals
+            ]
+            behavior.add(EyeTracking(name=CONTAINER, spatial_series=[gaze, spread, *bounds]))
             io.write(nwb)
         with NWBHDF5IO(tmp, "r", load_namespaces=True) as io:
             errors = validate(io=io)

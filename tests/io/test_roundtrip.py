@@ -122,6 +122,14 @@ def test_export_round_trip(nwb_file, tmp_path):
         sd = et.spatial_series["posterior_sd"]
         np.testing.assert_array_equal(gaze.data[:], result["gaze_mean"].values)
         np.testing.assert_array_equal(sd.data[:], result["gaze_sd"].values)
+        # issue 14: the credible intervals travel too, each level's ends around the mean
+        for i, level in enumerate((68, 95)):
+            lo = et.spatial_series[f"credible_lower_{level}"].data[:]
+            hi = et.spatial_series[f"credible_upper_{level}"].data[:]
+            np.testing.assert_array_equal(lo, result["gaze_lower"].values[..., i])
+            np.testing.assert_array_equal(hi, result["gaze_upper"].values[..., i])
+            ok = np.isfinite(lo)  # a calibration fixation's gaze is its target: a point
+            assert (lo[ok] <= hi[ok]).all() and (lo[ok] < hi[ok]).mean() > 0.5
         np.testing.assert_array_equal(
             gaze.timestamps[:], xr.open_dataset(session, engine="h5netcdf")["time"].values
         )
