@@ -520,14 +520,15 @@ def fig_reliability(fit: xr.Dataset):
             "o-",
             ms=2.5,
             color=color,
-            label=f"predicted, {src} (TV {tv:.3f})",
+            label=f"{src} (TV {tv:.3f})",
         )
     ax.set_yscale("log")
+    ax.set_ylim(top=20)  # headroom for the legend above the bars
     ax.set_xticks(k, [*map(str, k[:-1]), f"≥{k[-1]}"])
     ax.set_xlabel("spikes in a (bin, unit)")
     ax.set_ylabel("fraction of held-out pairs")
     ax.set_title("Held-out spike counts")
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper right", title="predicted (lines)", title_fontsize=6)
     return fig
 
 
