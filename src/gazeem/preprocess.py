@@ -109,7 +109,6 @@ def detect_fixations(
     else:
         speed = np.linalg.norm(np.diff(eye, axis=0), axis=1) / bin_s  # NaN next to invalid
         fast = np.nan_to_num(speed, nan=0.0) > velocity_deg_s
-    if saccade is None and min_saccade_bins > 1:
         s, e = _runs(fast)
         for a, b in zip(s, e, strict=True):
             if b - a < min_saccade_bins:

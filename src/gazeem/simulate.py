@@ -166,6 +166,22 @@ def _gaze_sequence(cfg: SimulationConfig, rng: np.random.Generator):
     return gaze, fixation, blink, calib
 
 
+def _microsaccade_direction(pos: np.ndarray, cfg: SimulationConfig, rng) -> np.ndarray:
+    """Unit vector of a microsaccade from ``pos`` (px from the spot): aimed back at the spot
+    ±60° when the eye is more than 0.1° off it (microsaccades are corrective), else any."""
+    ang = (
+        np.arctan2(-pos[1], -pos[0]) + rng.normal(0, np.pi / 3)
+        if np.hypot(*pos) > 0.1 * cfg.ppd
+        else rng.uniform(0, 2 * np.pi)
+    )
+    return np.array([np.cos(ang), np.sin(ang)])
+
+
+def _blink_end(t: int, t_total: int, cfg: SimulationConfig, rng) -> int:
+    """The bin where a blink starting at bin ``t`` (between trials) ends."""
+    return min(t + int(rng.integers(cfg.blink_bins[0], cfg.blink_bins[1] + 1)), t_total)
+
+
 def _minimum_jerk(n: int) -> np.ndarray:
     """``(n,)`` fraction of a minimum-jerk movement completed after each of ``n`` samples."""
     tau = np.arange(1, n + 1) / n
@@ -196,13 +212,7 @@ def _fixation_task_samples(cfg: SimulationConfig, rng: np.random.Generator):
                 amp_deg = rng.uniform(*cfg.microsaccade_deg)
                 n = round((0.012 + 0.020 * amp_deg) / dt)
                 if i + n < stop_s:
-                    off = np.hypot(*pos)
-                    ang = (
-                        np.arctan2(-pos[1], -pos[0]) + rng.normal(0, np.pi / 3)
-                        if off > 0.1 * cfg.ppd
-                        else rng.uniform(0, 2 * np.pi)
-                    )
-                    move = amp_deg * cfg.ppd * np.array([np.cos(ang), np.sin(ang)])
+                    move = amp_deg * cfg.ppd * _microsaccade_direction(pos, cfg, rng)
                     samples[i : i + n] = pos + _minimum_jerk(n)[:, None] * move
                     pos, i = pos + move, i + n
                     continue
@@ -211,8 +221,7 @@ def _fixation_task_samples(cfg: SimulationConfig, rng: np.random.Generator):
             i += 1
         trial[t:end] = tid
         t, tid = end, tid + 1
-        gap = int(rng.integers(cfg.blink_bins[0], cfg.blink_bins[1] + 1))
-        stop = min(t + gap, t_total)
+        stop = _blink_end(t, t_total, cfg, rng)
         blink[t:stop] = True
         samples[t * k : stop * k] = pos
         t = stop
@@ -245,13 +254,7 @@ def _fixation_task_sequence(cfg: SimulationConfig, rng: np.random.Generator):
         while i < end:
             if rng.random() < cfg.microsaccade_hz * b and i + 2 < end:
                 amp = rng.uniform(*cfg.microsaccade_deg) * cfg.ppd
-                off = np.hypot(*pos)
-                ang = (
-                    np.arctan2(-pos[1], -pos[0]) + rng.normal(0, np.pi / 3)
-                    if off > 0.1 * cfg.ppd
-                    else rng.uniform(0, 2 * np.pi)
-                )
-                new = pos + amp * np.array([np.cos(ang), np.sin(ang)])
+                new = pos + amp * _microsaccade_direction(pos, cfg, rng)
                 dur = int(rng.integers(1, 3))
                 frac = (np.arange(1, dur + 1) / (dur + 1))[:, None]
                 gaze[i : i + dur] = pos + frac * (new - pos)
@@ -262,8 +265,7 @@ def _fixation_task_sequence(cfg: SimulationConfig, rng: np.random.Generator):
             gaze[i], trial[i] = pos, tid
             i += 1
         t, tid = end, tid + 1
-        gap = int(rng.integers(cfg.blink_bins[0], cfg.blink_bins[1] + 1))
-        stop = min(t + gap, t_total)
+        stop = _blink_end(t, t_total, cfg, rng)
         blink[t:stop] = True
         gaze[t:stop] = pos
         t = stop
@@ -422,6 +424,7 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         reading_c = trace_c.reshape(cfg.n_bins, k, 2).mean(axis=1)
         trace = geom.px_to_deg(geom.centered_to_px(trace_c))
         trace[np.repeat(blink, k)] = np.nan
+        trace_t = (np.arange(trace.shape[0]) + 0.5) * (cfg.bin_s / k)
     eye = geom.px_to_deg(geom.centered_to_px(reading_c))
     eye[blink] = np.nan
     valid = ~blink
@@ -468,7 +471,6 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         },
     )
     if trace is not None:
-        k = trace.shape[0] // cfg.n_bins
         ds["eye_trace"] = (
             ("sample", "axis"),
             trace,
@@ -476,7 +478,7 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         )
         ds["eye_trace_time"] = (
             ("sample",),
-            (np.arange(trace.shape[0]) + 0.5) * (cfg.bin_s / k),
+            trace_t,
             {"units": "s", "long_name": "eye tracker sample time"},
         )
     if cfg.n_calibration:

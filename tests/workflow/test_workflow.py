@@ -8,22 +8,14 @@ import pytest
 import xarray as xr
 from PIL import Image
 
+from gazeem.figures import SESSION_FIGURES
 from gazeem.io.dataset import validate_session
 
 from .conftest import ROOT, TINY, make_project, snakemake
 
 pytestmark = pytest.mark.slow
 SESSIONS = ["demo1", "demo2", "demo3"]
-FIGURES = [
-    "gaze_trace",
-    "correction",
-    "posteriors",
-    "rfs",
-    "loglik",
-    "truth",
-    "drift",
-    "reliability",
-]
+FIGURES = list(SESSION_FIGURES)  # every figure the package draws for a session
 
 
 def job_counts(output: str) -> dict[str, int]:
