@@ -9,7 +9,7 @@ import torch
 import xarray as xr
 
 from gazeem.gaze.estimator import GazeEM
-from gazeem.gaze.patches import FrameSource, gather_crops
+from gazeem.gaze.patches import FrameSource, encode_values, gather_crops
 from gazeem.io.dataset import write_netcdf_atomic
 from tests.conftest import make_session
 
@@ -82,3 +82,48 @@ def test_fit_from_lazily_read_frames_equals_in_memory_fit(tmp_path):
     np.testing.assert_allclose(
         b.fixation_summary()["mean"], a.fixation_summary()["mean"], atol=0.01
     )
+
+
+# -- one-byte codes (issue 19): a stimulus of at most 256 values in a quarter of the memory
+
+
+@pytest.mark.parametrize("levels", [(-1.0, 1.0), (-1.0, 0.0, 1.0), tuple(np.linspace(-1, 1, 255))])
+def test_coded_frames_give_the_same_crops_bit_for_bit(levels):
+    rng = np.random.default_rng(2)
+    frames = np.asarray(levels, dtype=np.float32)[rng.integers(0, len(levels), (300, 9, 11))]
+    cpu = torch.device("cpu")
+    coded = FrameSource(torch.from_numpy(frames), cpu, torch.float32)
+    plain = FrameSource(torch.from_numpy(frames), cpu, torch.float32, coded=False)
+    assert coded.coded and coded.tensor.dtype == torch.uint8 and not plain.coded
+    assert coded.tensor.element_size() * 4 == plain.tensor.element_size()
+    idx = torch.as_tensor(rng.integers(-1, 300, size=(60, 2)))
+    top = torch.as_tensor(rng.integers(-6, 8, size=60))
+    left = torch.as_tensor(rng.integers(-6, 10, size=60))
+    want = gather_crops(plain, idx, top, left, 6)
+    assert torch.equal(gather_crops(coded, idx, top, left, 6), want)
+    raw = gather_crops(coded, idx, top, left, 6, raw=True)
+    assert raw.dtype == torch.uint8 and torch.equal(coded.decode(raw), want)
+    assert torch.equal(coded.get(torch.tensor([5, 3, 5])), plain.get(torch.tensor([5, 3, 5])))
+
+
+def test_more_than_256_values_are_held_as_values(stack):
+    frames, dset = stack  # normal noise: every value distinct
+    cpu = torch.device("cpu")
+    assert not FrameSource(torch.from_numpy(frames), cpu, torch.float32).coded
+    assert not FrameSource(dset, cpu, torch.float32).in_memory
+    # 255 values and the background 0 fill the 256 codes; one more value does not fit
+    assert encode_values([torch.arange(1, 256.0)], torch.float32) is not None
+    assert encode_values([torch.arange(1, 257.0)], torch.float32) is None
+    assert encode_values([torch.tensor([1.0, float("nan")])], torch.float32) is None
+
+
+def test_a_lazily_read_binary_stimulus_is_loaded_as_codes(tmp_path):
+    frames = (np.random.default_rng(3).integers(0, 2, (500, 8, 8)) * 2 - 1).astype(np.float32)
+    path = tmp_path / "b.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("s", data=frames, chunks=(64, 8, 8))
+    with h5py.File(path, "r") as f:
+        src = FrameSource(f["s"], torch.device("cpu"), torch.float32)
+        assert src.coded and src.in_memory
+        np.testing.assert_array_equal(src.get(torch.arange(500)).numpy(), frames)
+        assert not FrameSource(f["s"], torch.device("cpu"), torch.float32, coded=False).coded

@@ -67,12 +67,17 @@ class Runs:
     log_factorial_gap: torch.Tensor
 
     @classmethod
-    def of(cls, data: GazeData, n_lags: int, chunk: int) -> Runs:
+    def of(cls, data: GazeData, n_lags: int, chunk: int, shift: torch.Tensor | None = None) -> Runs:
+        """The runs of ``data``; with ``shift`` (:attr:`Batches.shift`), a run also ends
+        where the bins' patch moves."""
         bins = data.fit_bins
         fix = data.fixation[bins]
         frames = lagged_frame_index(data.frame, bins, n_lags)
         new = torch.ones(bins.numel(), dtype=torch.bool, device=bins.device)
         new[1:] = (fix[1:] != fix[:-1]) | (frames[1:] != frames[:-1]).any(1)
+        if shift is not None:
+            s = shift[bins]
+            new[1:] |= (s[1:] != s[:-1]).any(1)
         run = torch.cumsum(new, 0) - 1
         n_runs = int(run[-1]) + 1
         counts = data.counts
@@ -102,7 +107,26 @@ class Batches:
         self.budget = budget
         #: where the patch sits relative to the gaze cell, whole pixels (x, y down)
         self.offset = data.geometry.rf_offset_px
+        #: ``(T, 2)`` int64 whole-pixel move (x, y) of each bin's gaze from its fixation's
+        #: cell, or ``None``: the eye's motion within a fixation as the tracker follows it
+        #: (:meth:`gazeem.gaze.fixation.FixationProblem.follow_motion`)
+        self.shift: torch.Tensor | None = None
         self._runs: Runs | bool | None = False  # False: not computed yet
+
+    def set_shift(self, shift: torch.Tensor | None) -> None:
+        """Set :attr:`shift` (all zeros: ``None``); the held-frame runs follow it."""
+        if shift is not None and not bool(shift.any()):
+            shift = None
+        if shift is None and self.shift is None:
+            return
+        if shift is not None and self.shift is not None and torch.equal(shift, self.shift):
+            return
+        self.shift = shift
+        self._runs = False
+
+    def moved(self, z: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """Cells ``z (M, 2)`` of ``bins (M,)`` moved by :attr:`shift` (unchanged without)."""
+        return z if self.shift is None else z + self.shift[bins]
 
     @property
     def runs(self) -> Runs | None:
@@ -113,7 +137,8 @@ class Batches:
             if getattr(self.response, "poisson_in_counts", False):
                 d = self.data
                 item = d.counts.element_size()
-                runs = Runs.of(d, self.response.n_lags, self.chunk_bins(16 * d.n_units * item))
+                chunk = self.chunk_bins(16 * d.n_units * item)
+                runs = Runs.of(d, self.response.n_lags, chunk, self.shift)
                 if runs.n_runs <= POOL_BELOW * d.fit_bins.numel():
                     self._runs = runs
         return self._runs
@@ -153,7 +178,7 @@ class Batches:
         fixation's window plus the patch around every cell."""
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
-        c = win.centers[f]
+        c = self.moved(win.centers[f], bins)
         ox, oy = self.offset
         top, left = c[:, 1] + oy - win.half - p // 2, c[:, 0] + ox - win.half - p // 2
         return gather_crops(
@@ -208,11 +233,12 @@ class Batches:
             a = b
 
     def pair_chunks(
-        self, keep: torch.Tensor, cells: torch.Tensor, runs: Runs | None = None
+        self, keep: torch.Tensor, cells: torch.Tensor, runs: Runs | None = None, raw=False
     ) -> Iterator:
         """Patches, bins, positions and (fixation, cell) indices of every kept pair, by chunk.
 
-        With ``runs``, a pair is a (held-frame run, cell) and ``bins`` holds run indices.
+        With ``runs``, a pair is a (held-frame run, cell) and ``bins`` holds run indices;
+        with ``raw``, the patches of a coded stimulus are its codes (``gather_crops``).
         """
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
@@ -220,14 +246,16 @@ class Batches:
         for bins_all, pf_all, pk_all in self.pair_blocks(keep, runs):
             for s in range(0, bins_all.numel(), batch):
                 b, pf, pk = bins_all[s : s + batch], pf_all[s : s + batch], pk_all[s : s + batch]
-                z = cells[pf, pk]
+                first = b if runs is None else runs.first[b]
+                z = self.moved(cells[pf, pk], first)
                 ox, oy = self.offset
                 x = gather_crops(
                     d.frames,
-                    lagged_frame_index(d.frame, b if runs is None else runs.first[b], lags),
+                    lagged_frame_index(d.frame, first, lags),
                     z[:, 1] + oy - p // 2,
                     z[:, 0] + ox - p // 2,
                     p,
+                    raw,
                 )
                 yield x, b, z.to(d.counts.dtype), pf, pk
 
@@ -248,8 +276,8 @@ class Batches:
         n_pairs = int((keep.sum(1) * torch.bincount(rows_fix, minlength=keep.shape[0])).sum())
         w_all = weights.to(d.counts.dtype)
 
-        def make():
-            for x, b, z, pf, pk in self.pair_chunks(keep, cells, runs):
+        def make(raw: bool):
+            for x, b, z, pf, pk in self.pair_chunks(keep, cells, runs, raw):
                 w = w_all[pf, pk]
                 yield x, b, z, w if runs is None else w * runs.size[b]
 
@@ -264,13 +292,14 @@ class Batches:
         batch = self.pair_batch_size()
         w = w.to(device=dev, dtype=d.counts.dtype)
 
-        def make():
+        def make(raw: bool):
             for s in range(0, bins.numel(), batch):
                 b = bins[s : s + batch].to(dev)
                 z = xy[s : s + batch].to(dev)
                 ox, oy = self.offset
                 top, left = z[:, 1] + oy - p // 2, z[:, 0] + ox - p // 2
-                x = gather_crops(d.frames, lagged_frame_index(d.frame, b, lags), top, left, p)
+                idx = lagged_frame_index(d.frame, b, lags)
+                x = gather_crops(d.frames, idx, top, left, p, raw)
                 yield x, b, z.to(d.counts.dtype), w[s : s + batch]
 
         return self.cached(make, bins.numel(), cache)
@@ -278,19 +307,23 @@ class Batches:
     def cached(
         self, make, n_pairs: int, cache: bool, counts: torch.Tensor | None = None
     ) -> Callable[[], Iterator[Batch]]:
-        """A callable over ``make()``'s ``(x, bins, z, w)``, yielding ``(x, counts, z, w)``.
+        """A callable over ``make(raw)``'s ``(x, bins, z, w)``, yielding ``(x, counts, z, w)``.
 
         ``counts`` is the table ``bins`` index (the session's counts by default).
 
         With ``cache``, and when ``n_pairs`` fit in ``cache_mb``, the batches are made once
-        and kept. A kept pair holds its patch, its bin (counts are looked up, not copied:
-        they would take more room than the patch), its position and its weight.
+        and kept. A kept pair holds its patch (a coded stimulus's one-byte codes, decoded
+        when used), its bin (counts are looked up, not copied: they would take more room
+        than the patch), its position and its weight.
         """
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
-        per_pair = d.counts.element_size() * (lags * p * p + 3) + 8
+        item = d.counts.element_size()
+        per_pixel = 1 if d.frames.coded else item
+        per_pair = per_pixel * lags * p * p + 3 * item + 8
         counts = d.counts if counts is None else counts
         if cache and self.budget.fits_cache(n_pairs * per_pair):
-            kept = list(make())
-            return lambda: ((x, counts[b], z, w) for x, b, z, w in kept)
-        return lambda: ((x, counts[b], z, w) for x, b, z, w in make())
+            kept = list(make(True))
+            dec = d.frames.decode
+            return lambda: ((dec(x), counts[b], z, w) for x, b, z, w in kept)
+        return lambda: ((x, counts[b], z, w) for x, b, z, w in make(False))

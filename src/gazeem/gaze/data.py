@@ -128,12 +128,20 @@ class GazeData:
         ds: xr.Dataset,
         device: torch.device,
         dtype: torch.dtype,
-        frames_in_memory: bool = True,
+        frames_in_memory: bool | str = True,
     ) -> GazeData:
-        """Build from a session dataset (see :func:`gazeem.io.validate_session`)."""
+        """Build from a session dataset (see :func:`gazeem.io.validate_session`).
+
+        ``frames_in_memory``: ``True`` loads the stimulus; ``False`` reads it lazily, a few
+        frames at a time; ``"auto"`` loads it when its float32 values take under 1 GiB,
+        and otherwise reads it lazily unless its one-byte codes fit
+        (:class:`~gazeem.gaze.patches.FrameSource`).
+        """
         validate_session(ds)
         geom = StimulusGeometry.from_dataset(ds)
         stim = ds["stimulus"]
+        if frames_in_memory == "auto":
+            frames_in_memory = stim.size * 4 < 2**30 or None
         frames_arr = (
             torch.from_numpy(np.asarray(stim.values)) if frames_in_memory else stim.variable
         )
@@ -149,6 +157,7 @@ class GazeData:
             dtype=dtype,
             calib_deg=calib,
             where=str(ds.encoding.get("source") or ds.attrs.get("session", "session")),
+            coded_frames=frames_in_memory is not False,
         )
 
     @classmethod
@@ -165,6 +174,7 @@ class GazeData:
         dtype: torch.dtype,
         calib_deg: np.ndarray | None = None,
         where: str = "session",
+        coded_frames: bool = True,
     ) -> GazeData:
         """Build from plain arrays; checks shapes and values and says what is wrong.
 
@@ -182,6 +192,9 @@ class GazeData:
             ``(T,)`` fixation id per bin, -1 outside fixations.
         calib_deg
             Optional ``(T, 2)`` calibration target, degrees, NaN outside calibration.
+        coded_frames
+            Hold a stimulus of at most 256 values as one-byte codes
+            (:class:`~gazeem.gaze.patches.FrameSource`).
         """
         frame = np.asarray(frame)
         counts = np.asarray(counts)
@@ -258,7 +271,7 @@ class GazeData:
         order = np.argsort(fix_full[in_fix], kind="stable")
         fit_bins = np.flatnonzero(in_fix)[order]
         return cls(
-            frames=FrameSource(frames, device, dtype),
+            frames=FrameSource(frames, device, dtype, coded=coded_frames),
             frame=torch.as_tensor(frame.astype(np.int64), device=device),
             counts=torch.as_tensor(counts.astype(np.float64), device=device).to(dtype),
             fixation=torch.as_tensor(fix_full, device=device),

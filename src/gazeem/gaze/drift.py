@@ -160,6 +160,7 @@ class DriftProblem:
         term at middle bins, ``-inf`` off the support; and the tracker term ``(F, K)``."""
         d = self.data
         dev = d.counts.device
+        self.batches.set_shift(None)  # the chain's states carry the motion themselves
         pos = self.base.tracker_positions(win)
         log_tr = self.tracker.log_prob(d.fix_reading, pos).to(dev)
         mid_of = self.mid_of

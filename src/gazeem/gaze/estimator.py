@@ -132,7 +132,8 @@ class GazeEM:
     frames_in_memory
         Load the stimulus into memory (``True``), read the frames each chunk needs from
         the (lazily opened) dataset (``False``), or decide by size (``"auto"``: in memory
-        below 1 GiB). Reading lazily keeps an hour-long session's fit within a few GiB.
+        below 1 GiB of float32, or of one-byte codes for a stimulus of at most 256 values).
+        Reading lazily keeps an hour-long session's fit within a few GiB.
     response_model
         A custom :class:`~gazeem.models.response.ResponseModel` (fitted with the
         gradient M-step) instead of the built-in :class:`PoissonLN`.
@@ -297,10 +298,7 @@ class GazeEM:
         t_start = time.perf_counter()
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype)
-        in_memory = self.frames_in_memory
-        if in_memory == "auto":
-            in_memory = session["stimulus"].size * 4 < 2**30
-        data = GazeData.from_dataset(session, device, dtype, frames_in_memory=bool(in_memory))
+        data = GazeData.from_dataset(session, device, dtype, self.frames_in_memory)
         where = str(session.encoding.get("source") or session.attrs.get("session", "session"))
         notes = check_data(
             data,

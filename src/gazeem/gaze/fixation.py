@@ -22,7 +22,7 @@ from gazeem.em.mstep import maximize_weighted
 from gazeem.gaze.batches import Batches
 from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.gaze.gauge import energy_centroid, subpixel_gauge
-from gazeem.gaze.posterior import GazePosterior
+from gazeem.gaze.posterior import GazePosterior, within_fixation_motion
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.window_mstep import WindowObjective
 from gazeem.gaze.windows import Windows, make_windows, window_half_width
@@ -40,6 +40,10 @@ WINDOW_MSTEP = False
 #: hold the translation gauge after every M-step where ``holds_gauge`` asks for it; off
 #: only to measure what it saves (``benchmarks/gauge.py``)
 HOLD_GAUGE = True
+#: score each bin at its fixation's cell moved by the eye's motion within the fixation, as
+#: the tracker follows it (:meth:`FixationProblem.follow_motion`); ``False`` for the
+#: side-by-side benchmark
+FOLLOW_MOTION = True
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class FixationProblem:
     # E-step ------------------------------------------------------------------------------
     def e_step(self) -> EStep:
         mode = self.settings.estep.mode
+        self.follow_motion()
         win = self.windows(self._drawn_keys)
         pos = self.tracker_positions(win)
         dev = self.data.counts.device
@@ -128,6 +133,24 @@ class FixationProblem:
             self._drawn_keys = (keys + win.cell_index)[draws > 0]
         post = FixationPosterior(win, log_q, log_marg, resp_ll, draws)
         return EStep(post, float(log_marg.sum()))
+
+    def follow_motion(self) -> None:
+        """Let each bin's patch follow the eye's motion within its fixation.
+
+        The latent of a fixation is then where the fixation sits (the tracker's error, which
+        changes slowly, is constant over it), and bin ``t`` is scored at that cell moved by
+        ``round(w · d_t)`` px, the tracker's reading about the fixation's mean,
+        Wiener-weighted against its jitter (:func:`within_fixation_motion`, the same motion
+        that the reported per-bin gaze adds). Where the tracker resolves no motion (``w``
+        near 0, short fixations) every move rounds to 0 and nothing changes; on long
+        fixations with drift, a fixed gaze would blur the fields and put the fixation
+        on one cell of the several the eye crossed (issue 18).
+        """
+        shift = None
+        if FOLLOW_MOTION:
+            motion, _, _ = within_fixation_motion(self.data, self.tracker)
+            shift = torch.as_tensor(motion).round().to(torch.int64)
+        self.batches.set_shift(None if shift is None else shift.to(self.data.counts.device))
 
     def windows(self, drawn_keys: torch.Tensor | None = None) -> Windows:
         """Each fixation's window for the current tracker (half-width from its σ)."""

@@ -9,6 +9,52 @@ import numpy as np
 import torch
 
 _MAX_GAP = 64  # frames; a typical HDF5 chunk along time
+#: a stimulus with at most this many distinct values is held as one-byte codes
+N_CODES = 256
+#: a lazily read stimulus is loaded as codes when they take at most this many bytes
+CODED_MAX_BYTES = 2**30
+_CODE_CHUNK = 2**24  # values encoded at a time
+
+
+def encode_values(chunks, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One-byte codes of a stimulus with at most :data:`N_CODES` distinct values.
+
+    ``chunks`` yields the stimulus a piece at a time (arrays or tensors). Returns
+    ``(codes (n,) uint8, table (N_CODES,))`` with ``table[codes]`` equal to the values,
+    bit for bit, in ``dtype``, and 0 (the background outside the stimulus) always in the
+    table; or ``None`` when the values are more than that (natural images stored as
+    floats, say). Binary and ternary noise and 8-bit images take 2–256 values, so their
+    frames and patches take a quarter of the memory of float32 (issue 19).
+    """
+    table = torch.zeros(1, dtype=dtype)  # code 0 is 0.0
+    out = []
+    for chunk in chunks:
+        x = torch.as_tensor(chunk).to(dtype).reshape(-1)
+        if not bool(torch.isfinite(x).all()):
+            return None
+        order = torch.argsort(table)
+        sorted_vals = table[order]
+        i = torch.searchsorted(sorted_vals, x).clamp_max(table.numel() - 1)
+        hit = sorted_vals[i] == x
+        if not bool(hit.all()):
+            new = torch.unique(x[~hit])
+            if table.numel() + new.numel() > N_CODES:
+                return None
+            table = torch.cat([table, new])
+            order = torch.argsort(table)
+            sorted_vals = table[order]
+            i = torch.searchsorted(sorted_vals, x)
+        out.append(order[i].to(torch.uint8))
+    full = torch.zeros(N_CODES, dtype=dtype)
+    full[: table.numel()] = table
+    return (torch.cat(out) if out else torch.zeros(0, dtype=torch.uint8)), full
+
+
+def _pieces(frames, n_values: int):
+    """``frames`` read ``_CODE_CHUNK`` values (whole frames) at a time."""
+    per = max(1, _CODE_CHUNK // max(1, n_values // max(1, frames.shape[0])))
+    for lo in range(0, frames.shape[0], per):
+        yield np.asarray(frames[lo : lo + per])
 
 
 class FrameSource:
@@ -16,15 +62,30 @@ class FrameSource:
 
     Wraps an in-memory tensor or any lazily indexed array (an xarray variable or
     an h5py dataset), so that a fit of an hour-long session never needs all frames
-    in memory at once.
+    in memory at once. With ``coded`` (the default), a stimulus of at most 256 distinct
+    values (:func:`encode_values`) is held in memory as one-byte codes, a lazily read one
+    too when its codes fit in :data:`CODED_MAX_BYTES`; crops come out decoded, exact.
     """
 
-    def __init__(self, frames, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, frames, device: torch.device, dtype: torch.dtype, coded: bool = True
+    ) -> None:
         self._frames = frames
         self.device = device
         self.dtype = dtype
         self.shape = tuple(int(s) for s in frames.shape)
         self._in_memory = isinstance(frames, torch.Tensor)
+        #: ``(N_CODES,)`` the value of each code, or ``None`` (frames held as values)
+        self.table: torch.Tensor | None = None
+        n = int(np.prod(self.shape))
+        if coded and (self._in_memory or n <= CODED_MAX_BYTES):
+            src = frames.reshape(-1).split(_CODE_CHUNK) if self._in_memory else None
+            enc = encode_values(src if src is not None else _pieces(frames, n), dtype)
+            if enc is not None:
+                self._frames = enc[0].reshape(self.shape).to(device)
+                self.table = enc[1].to(device)
+                self._in_memory = True
+                return
         if self._in_memory:
             self._frames = frames.to(device=device, dtype=dtype)
 
@@ -33,14 +94,26 @@ class FrameSource:
         return self._in_memory
 
     @property
+    def coded(self) -> bool:
+        """Whether the frames are held as one-byte codes into :attr:`table`."""
+        return self.table is not None
+
+    @property
     def tensor(self) -> torch.Tensor:
-        """The whole stimulus ``(n_frames, rows, cols)`` (in-memory sources only)."""
+        """The whole stimulus ``(n_frames, rows, cols)`` (in-memory sources only): values,
+        or codes when :attr:`coded`."""
         return self._frames
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Values of ``x``: codes from ``gather_crops(..., raw=True)``, or values as they are."""
+        if self.table is None or x.dtype != torch.uint8:
+            return x
+        return self.table[x.to(torch.int64)]
 
     def get(self, index: torch.Tensor) -> torch.Tensor:
         """Frames at ``index (k,)`` (all >= 0), as ``(k, rows, cols)`` on the device."""
         if self._in_memory:
-            return self._frames[index]
+            return self.decode(self._frames[index])
         idx = index.cpu().numpy()
         uniq, inverse = np.unique(idx, return_inverse=True)
         block = torch.from_numpy(self._read_sorted(uniq)).to(device=self.device, dtype=self.dtype)
@@ -94,8 +167,12 @@ def gather_crops(
     top: torch.Tensor,
     left: torch.Tensor,
     size: int,
+    raw: bool = False,
 ) -> torch.Tensor:
     """Square crops of the stimulus, zero outside the frame and for missing frames.
+
+    With ``raw``, a coded source (:attr:`FrameSource.coded`) gives its uint8 codes
+    (:meth:`FrameSource.decode` turns them into values): a quarter of the memory to keep.
 
     Parameters
     ----------
@@ -142,4 +219,7 @@ def gather_crops(
         & col_ok[:, None, None, :]
         & shown.reshape(t, n_lags)[:, :, None, None]
     )
+    if frames.coded:
+        crops = crops * mask.to(crops.dtype)  # code 0 is the value 0
+        return crops if raw else frames.decode(crops)
     return crops * mask.to(crops.dtype)

@@ -146,11 +146,12 @@ class WindowObjective:
             b = int(side_of_row[e - 1])
             rows = self.order[s:e]
             f = self.row_fix[rows]
+            corner = self.batches.moved(torch.stack([self.x0[f], self.y0[f]], 1), self.rows[rows])
             crops = gather_crops(
                 d.frames,
                 lagged_frame_index(d.frame, self.rows[rows], lags),
-                self.y0[f] + oy - p // 2,
-                self.x0[f] + ox - p // 2,
+                corner[:, 1] + oy - p // 2,
+                corner[:, 0] + ox - p // 2,
                 b + p - 1,
             )
             wmap = self.maps[f, :b, :b] * self.row_weight[rows, None, None]
