@@ -36,6 +36,7 @@ from gazeem.gaze.settings import (
     check_rules,
     check_settings,
 )
+from gazeem.gaze.subpixel import refine_subpixel
 from gazeem.models.response import ResponseModel
 
 
@@ -371,7 +372,7 @@ class GazeEM:
             accelerate=self.accelerate,
         )
         self.grid_, self.tracker_, self.prior_, self.response_ = grid, tracker, prior, response
-        self.posterior_ = estep.posterior
+        self.posterior_ = post = refine_subpixel(problem, estep.posterior)
         drift = {}
         if latent == "bin":
             drift = dict(viterbi=problem.viterbi(), sigma_drift=problem.sigma_drift)
@@ -380,7 +381,7 @@ class GazeEM:
             latent=latent,
             offset_mode=offset_mode,
             data=data,
-            post=estep.posterior,
+            post=post,
             tracker=tracker,
             response=response,
             initial=initial,

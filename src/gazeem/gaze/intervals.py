@@ -35,9 +35,11 @@ def axis_marginals(q: torch.Tensor, side: int) -> torch.Tensor:
     return torch.stack([q3.sum(1), q3.sum(2)], dim=1)
 
 
-def cell_quantiles(w: torch.Tensor, first: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+def cell_quantiles(
+    w: torch.Tensor, first: torch.Tensor, probs: torch.Tensor, width: float = 1.0
+) -> torch.Tensor:
     """Quantiles ``(M, P)`` px of piecewise-uniform densities: ``w (M, A)`` the mass of cell
-    ``j``, spread evenly over ``[first + j − ½, first + j + ½]``; ``first (M,)`` px."""
+    ``j``, spread evenly over ``first + (j ± ½) · width``; ``first (M,)`` px."""
     w = w.to(torch.float64)
     w = w / w.sum(1, keepdim=True).clamp_min(1e-300)
     cum = w.cumsum(1)
@@ -45,39 +47,43 @@ def cell_quantiles(w: torch.Tensor, first: torch.Tensor, probs: torch.Tensor) ->
     j = torch.searchsorted(cum, p).clamp(max=w.shape[1] - 1)
     before = torch.where(j > 0, cum.gather(1, (j - 1).clamp_min(0)), torch.zeros_like(p))
     frac = ((p - before) / w.gather(1, j).clamp_min(1e-300)).clamp(0, 1)
-    return first.to(torch.float64)[:, None] - 0.5 + j + frac
+    return first.to(torch.float64)[:, None] + (j + frac - 0.5) * width
 
 
-def _uniform_normal_cdf(t: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """CDF at ``t`` of U(a − ½, a + ½) + N(0, s²) (``s > 0``), broadcast."""
+def _uniform_normal_cdf(
+    t: torch.Tensor, a: torch.Tensor, s: torch.Tensor, width: float = 1.0
+) -> torch.Tensor:
+    """CDF at ``t`` of U(a − width/2, a + width/2) + N(0, s²) (``s > 0``), broadcast."""
 
     def g(z):  # ∫ Φ: z Φ(z) + φ(z)
         return z * 0.5 * torch.erfc(-z / math.sqrt(2)) + torch.exp(-0.5 * z**2) / math.sqrt(
             2 * math.pi
         )
 
-    return s * (g((t - a + 0.5) / s) - g((t - a - 0.5) / s))
+    h = width / 2
+    return s / width * (g((t - a + h) / s) - g((t - a - h) / s))
 
 
 def smoothed_cell_quantiles(
-    w: torch.Tensor, first: torch.Tensor, var: torch.Tensor, probs: torch.Tensor
+    w: torch.Tensor, first: torch.Tensor, var: torch.Tensor, probs: torch.Tensor, width: float = 1.0
 ) -> torch.Tensor:
     """:func:`cell_quantiles` of the densities convolved with ``N(0, var (M,))`` px²."""
-    out = cell_quantiles(w, first, probs)
+    out = cell_quantiles(w, first, probs, width)
     smooth = var > 0
     if not bool(smooth.any()):
         return out
     w = w[smooth].to(torch.float64)
     w = w / w.sum(1, keepdim=True).clamp_min(1e-300)
     s = var[smooth].to(torch.float64).sqrt()[:, None, None]
-    atoms = (first[smooth].to(torch.float64)[:, None] + torch.arange(w.shape[1]))[:, None, :]
-    lo = atoms[..., 0] - 0.5 - 8 * s[..., 0]
-    hi = atoms[..., -1] + 0.5 + 8 * s[..., 0]
+    atoms = first[smooth].to(torch.float64)[:, None] + width * torch.arange(w.shape[1])
+    atoms = atoms[:, None, :]
+    lo = atoms[..., 0] - width / 2 - 8 * s[..., 0]
+    hi = atoms[..., -1] + width / 2 + 8 * s[..., 0]
     lo, hi = lo.expand(-1, probs.numel()).clone(), hi.expand(-1, probs.numel()).clone()
     p = probs.to(torch.float64)[None, :]
     for _ in range(_BISECTIONS):  # a fixed number of halvings of every bracket at once
         mid = (lo + hi) / 2
-        cdf = (w[:, None, :] * _uniform_normal_cdf(mid[..., None], atoms, s)).sum(-1)
+        cdf = (w[:, None, :] * _uniform_normal_cdf(mid[..., None], atoms, s, width)).sum(-1)
         below = cdf < p
         lo = torch.where(below, mid, lo)
         hi = torch.where(below, hi, mid)
@@ -92,13 +98,14 @@ def window_intervals(
     pinned: torch.Tensor,
     var: torch.Tensor | None = None,
     levels: tuple[float, ...] = LEVELS,
+    width: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Central intervals of posteriors over square windows: ``(lower, upper)``, each
     ``(N, 2, L)`` px.
 
-    ``q (N, K)`` posterior mass, ``pos (N, K, 2)`` cell positions px, ``pinned (N,)`` rows
-    whose position is known (calibration targets: a point), ``var (N,)`` px² of Gaussian
-    spread to add per axis (``None``: none).
+    ``q (N, K)`` posterior mass, ``pos (N, K, 2)`` cell positions px (cells ``width`` px
+    apart), ``pinned (N,)`` rows whose position is known (calibration targets: a point),
+    ``var (N,)`` px² of Gaussian spread to add per axis (``None``: none).
     """
     n, nl = q.shape[0], len(levels)
     probs = tail_probs(levels)
@@ -106,7 +113,8 @@ def window_intervals(
     marg = axis_marginals(q, side).reshape(n * 2, side)
     first = pos[:, 0, :].reshape(n * 2)
     v = torch.zeros(n) if var is None else torch.as_tensor(var, dtype=torch.float64)
-    qs = smoothed_cell_quantiles(marg, first, v.repeat_interleave(2), probs).reshape(n, 2, -1)
+    qs = smoothed_cell_quantiles(marg, first, v.repeat_interleave(2), probs, width)
+    qs = qs.reshape(n, 2, -1)
     pinned = pinned.detach().cpu().bool()
     qs[pinned] = pos[pinned, 0, :, None].expand(-1, -1, 2 * nl)
     return qs[..., :nl].numpy(), qs[..., nl:].numpy()

@@ -81,13 +81,7 @@ class GazePosterior:
         motion, resid_var, _ = within_fixation_motion(data, tracker)
         # the residual variance is one number for every bin of a non-calibration fixation
         fix_var = np.where(data.is_calibration.numpy(), 0.0, resid_var.max(initial=0.0))
-        s["lower"], s["upper"] = window_intervals(
-            self.log_q.exp(),
-            data.pin_calibration(self.windows.cells.cpu().to(torch.float64), centered=False),
-            self.windows.side,
-            data.is_calibration,
-            torch.as_tensor(fix_var),
-        )
+        s["lower"], s["upper"] = self.fixation_intervals(data, fix_var)
         out = {}
         for key in ("mean", "sd", "map", "lower", "upper"):
             arr = np.full((fix.size, *s[key].shape[1:]), np.nan)
@@ -99,6 +93,17 @@ class GazePosterior:
             out[key] = out[key] + motion[..., None]
         out["sd"] = np.sqrt(out["sd"] ** 2 + resid_var[:, None])
         return out
+
+    def fixation_intervals(self, data: GazeData, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Central intervals ``(lower, upper)``, each ``(F, 2, L)`` px, of every fixation's
+        posterior with ``var (F,)`` px² of Gaussian spread added per axis."""
+        return window_intervals(
+            self.log_q.exp(),
+            data.pin_calibration(self.windows.cells.cpu().to(torch.float64), centered=False),
+            self.windows.side,
+            data.is_calibration,
+            torch.as_tensor(var),
+        )
 
     @property
     def expected_response_loglik(self) -> float:
