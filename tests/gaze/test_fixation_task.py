@@ -63,6 +63,25 @@ def task_fit(request, task_session):
     return sim, session, est.fit(session)
 
 
+#: RMS distance (px) of a whole-pixel answer from a truth spread evenly within the pixel
+WHOLE_PIXEL_RMS = np.sqrt(2 / 12)
+
+
+def test_per_fixation_gaze_is_sub_pixel(request, task_fit):
+    """Bins that follow the eye within a fixation resolve its position below a pixel.
+
+    Measured: 0.22 px (constant tracker error) and 0.39 px (drifting); before the bins
+    followed the eye, 0.75 and 0.85 px; the per-bin chain 0.56 and 0.54 px.
+    """
+    _, session, est = task_fit
+    if est.latent_ != "fixation":
+        pytest.skip("the per-fixation latent")
+    err = rms(est.gaze_per_bin()["mean"], true_px(session))
+    drifting = request.node.callspec.params["task_session"] > 0
+    # the tracker's own drift within a fixation is taken for the eye's motion
+    assert err <= (0.75 if not drifting else 1.0) * WHOLE_PIXEL_RMS
+
+
 def test_corrected_and_never_worse_than_raw(task_fit):
     _, session, est = task_fit
     truth = true_px(session)
@@ -89,21 +108,26 @@ def test_converges_in_under_40_iterations(task_fit):
     assert est.converged_ and est.n_iter_ < 40
 
 
-def test_calibrated_and_sharp(request, task_fit):
-    sim, session, est = task_fit
+def test_calibrated(request, task_fit):
+    _, session, est = task_fit
     if est.latent_ == "fixation":
         request.applymarker(
             pytest.mark.xfail(
                 strict=True,
-                reason="per fixation: the 95% interval covers 65-77% and the fields correlate "
-                "0.89 (issues 14 and 18)",
+                reason="per fixation, sub-pixel: the 95% interval covers 77% (constant "
+                "tracker error) and 51% (drifting); the sub-pixel posterior is about twice "
+                "too sharp (issues 14 and 18)",
             )
         )
     truth = true_px(session)
     gaze = est.gaze_per_bin()
     cov = interval_coverage(gaze, truth, 0.95)
-    corr = field_correlation(est.fit_.rf, sim["true_rf"].values)
     sd_cov = coverage(gaze["mean"], gaze["sd"], truth, 1.96)
-    print(f"{est.latent_}: coverage {cov:.3f} (mean ± 1.96 SD: {sd_cov:.3f}), fields {corr:.3f}")
+    print(f"{est.latent_}: coverage {cov:.3f} (mean ± 1.96 SD: {sd_cov:.3f})")
     assert 0.90 <= cov <= 0.98
-    assert corr >= 0.9
+
+
+def test_fields_recovered(task_fit):
+    # per fixation 0.887 before the bins followed the eye's motion, 0.916 after
+    sim, _, est = task_fit
+    assert field_correlation(est.fit_.rf, sim["true_rf"].values) >= 0.9

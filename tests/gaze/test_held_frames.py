@@ -12,6 +12,7 @@ import torch
 from gazeem.gaze.build import build_response, build_tracker
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.patches import gather_crops, lagged_frame_index
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.models import UniformPrior
 from tests.conftest import make_session
@@ -85,3 +86,42 @@ def test_noise_frames_are_not_pooled():
     s = make_session("small", seed=0, n_bins=300, stim_rows=32, stim_cols=32, patch_size=8)
     prob, _ = problem(s)
     assert prob.batches.runs is None
+
+
+def test_moved_bins_are_scored_where_they_moved(held):
+    """Bins that follow the eye (``Batches.shift``): every cell's score is the sum over the
+    fixation's bins of the patch cut at the cell plus the bin's move, pooled or not."""
+    a, z0 = problem(held, pooled=True)
+    b, _ = problem(held, pooled=False)
+    for prob in (a, b):
+        prob.fit_response_on_positions(torch.round(z0).long())
+    b.response.load_state_dict(a.response.state_dict())
+    n_still = a.batches.runs.n_runs
+    shift = torch.zeros(a.data.fixation.numel(), 2, dtype=torch.int64)
+    shift[100:303, 0] = 1  # moves that start and end inside runs
+    shift[500:650, 1] = -2
+    for prob in (a, b):
+        prob.batches.set_shift(shift)
+    b.batches._runs = None
+    assert a.batches.runs.n_runs > n_still  # a run ends where the move changes
+    win = a.windows()
+    got = a.window_loglik(win)
+    np.testing.assert_allclose(got, b.window_loglik(win), rtol=1e-12)
+    d, p = a.data, a.response.patch_size
+    ox, oy = a.batches.offset
+    bins = d.fit_bins
+    fix = d.fixation[bins]
+    for k in (0, win.side**2 // 2, win.side**2 - 1):
+        cells = win.cells[fix, k] + shift[bins]
+        x = gather_crops(
+            d.frames,
+            lagged_frame_index(d.frame, bins, 1),
+            cells[:, 1] + oy - p // 2,
+            cells[:, 0] + ox - p // 2,
+            p,
+        )
+        ll = a.response.log_likelihood(x, d.counts[bins], cells.to(d.counts.dtype))
+        want = torch.zeros(got.shape[0], dtype=torch.float64).index_add_(
+            0, fix, ll.detach().double()
+        )
+        np.testing.assert_allclose(got[:, k], want, rtol=1e-10)

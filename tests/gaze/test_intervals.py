@@ -12,20 +12,22 @@ from gazeem.gaze.intervals import (
 )
 
 
-def brute_quantiles(w, first, var, probs, step=1e-4):
-    """Quantiles by summing the density on a fine grid (cells uniform, Gaussian added)."""
+def brute_quantiles(w, first, var, probs, step=1e-4, width=1.0):
+    """Quantiles by summing the density on a fine grid (cells ``width`` px wide, uniform,
+    Gaussian added)."""
     w = np.asarray(w, dtype=np.float64) / np.sum(w)
     s = np.sqrt(var)
-    x = np.arange(first - 1 - 8 * s, first + len(w) + 8 * s, step)
+    h = width / 2
+    x = np.arange(first - 1 - 8 * s, first + len(w) * width + 8 * s, step)
     dens = np.zeros_like(x)
     for j, wj in enumerate(w):
-        c = first + j
+        c = first + j * width
         if s == 0:
-            dens += wj * ((x >= c - 0.5) & (x < c + 0.5))
+            dens += wj * ((x >= c - h) & (x < c + h))
         else:
             from scipy.stats import norm
 
-            dens += wj * (norm.cdf((x - c + 0.5) / s) - norm.cdf((x - c - 0.5) / s))
+            dens += wj * (norm.cdf((x - c + h) / s) - norm.cdf((x - c - h) / s))
     cdf = np.cumsum(dens) * step
     return np.interp(probs, cdf / cdf[-1], x + step / 2)
 
@@ -41,6 +43,21 @@ def test_quantiles_match_brute_force():
         for i in range(4):
             want = brute_quantiles(w[i].numpy(), float(first[i]), float(var[i]), probs.numpy())
             np.testing.assert_allclose(got[i].numpy(), want, atol=2e-3)
+
+
+def test_quarter_pixel_cells_match_brute_force():
+    """The sub-pixel posteriors' cells (:mod:`gazeem.gaze.subpixel`) are 1/4 px wide."""
+    rng = np.random.default_rng(4)
+    w = torch.as_tensor(rng.random((3, 12)) ** 4)
+    first = torch.tensor([3.125, -7.375, 20.0])
+    probs = tail_probs()
+    for var in (torch.zeros(3), torch.tensor([0.0, 0.01, 0.2])):
+        got = smoothed_cell_quantiles(w, first, var, probs, width=0.25)
+        for i in range(3):
+            want = brute_quantiles(
+                w[i].numpy(), float(first[i]), float(var[i]), probs.numpy(), 1e-5, 0.25
+            )
+            np.testing.assert_allclose(got[i].numpy(), want, atol=2e-4)
 
 
 def test_one_cell_gives_the_uniforms_interval():
