@@ -202,9 +202,12 @@ def test_exact_hmm_em_never_lowers_the_objective():
 
 @pytest.mark.slow
 def test_drift_is_recovered_per_bin():
-    """Drift of 0.5 px per bin: per-bin error well below the per-fixation model's, σ within 25 %."""
+    """Drift of 0.5 px per bin: the chain's per-bin error well below that of a fixation held
+    still, σ within 25 %; the per-fixation model whose bins follow the eye is as good."""
     import warnings
+    from unittest import mock
 
+    from gazeem.gaze import fixation
     from gazeem.gaze.estimator import GazeEM
     from gazeem.simulate import simulate_session
 
@@ -226,12 +229,17 @@ def test_drift_is_recovered_per_bin():
     kw = dict(HMM_FIT, max_iter=30, sigma_init=2.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        with mock.patch.object(fixation, "FOLLOW_MOTION", False):
+            still = GazeEM(**kw, latent="fixation").fit(ds)
         fix = GazeEM(**kw, latent="fixation").fit(ds)
         hmm = GazeEM(**kw, latent="bin").fit(ds)
-    e_fix, e_hmm = per_bin_rms(fix, ds), per_bin_rms(hmm, ds)
-    # measured: 0.84 px per fixation (1.56 before its per-bin output followed the
-    # tracker's motion within fixations), 0.60 px per bin, sigma_drift 0.44 px
-    assert e_hmm < 0.8 * e_fix
+    e_still, e_fix, e_hmm = per_bin_rms(still, ds), per_bin_rms(fix, ds), per_bin_rms(hmm, ds)
+    # measured: 0.84 px per fixation scoring every bin at one cell (1.56 before its per-bin
+    # output followed the tracker's motion), 0.60 px per bin, sigma_drift 0.44 px; and
+    # 0.50 px per fixation where the bins follow the eye (sub-pixel): the tracker's motion
+    # within a fixation, which the chain does not use, carries the drift
+    assert e_hmm < 0.8 * e_still
+    assert e_fix < 1.1 * e_hmm
     assert hmm.sigma_drift_ == pytest.approx(0.5, rel=0.25)
     vit = hmm.gaze_per_bin()["viterbi"]
     ok = np.isfinite(vit[:, 0])
