@@ -14,6 +14,7 @@ N_CODES = 256
 #: a lazily read stimulus is loaded as codes when they take at most this many bytes
 CODED_MAX_BYTES = 2**30
 _CODE_CHUNK = 2**24  # values encoded at a time
+_CODE_SAMPLE = 2**16  # values whose distinct values are counted first
 
 
 def encode_values(chunks, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -32,6 +33,12 @@ def encode_values(chunks, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tenso
         x = torch.as_tensor(chunk).to(dtype).reshape(-1)
         if not bool(torch.isfinite(x).all()):
             return None
+        if not out:  # the values of a prefix first: a continuous stimulus stops here, cheaply
+            head = torch.unique(x[:_CODE_SAMPLE])
+            if int((head != 0).sum()) + 1 > N_CODES:
+                return None
+            table = torch.unique(torch.cat([table, head]))
+            table = torch.cat([torch.zeros(1, dtype=dtype), table[table != 0]])
         order = torch.argsort(table)
         sorted_vals = table[order]
         i = torch.searchsorted(sorted_vals, x).clamp_max(table.numel() - 1)
