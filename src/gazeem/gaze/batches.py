@@ -312,17 +312,22 @@ class Batches:
         ``counts`` is the table ``bins`` index (the session's counts by default).
 
         With ``cache``, and when ``n_pairs`` fit in ``cache_mb``, the batches are made once
-        and kept. A kept pair holds its patch (a coded stimulus's one-byte codes, decoded
-        when used), its bin (counts are looked up, not copied: they would take more room
-        than the patch), its position and its weight.
+        and kept. A kept pair holds its patch, its bin (counts are looked up, not copied:
+        they would take more room than the patch), its position and its weight. Where
+        the patches' values do not fit but a coded stimulus's one-byte codes do, the codes
+        are kept and decoded at each use: the table lookup costs about twice the M-step's
+        matrix product, far less than cutting the patches again.
         """
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
         item = d.counts.element_size()
-        per_pixel = 1 if d.frames.coded else item
-        per_pair = per_pixel * lags * p * p + 3 * item + 8
+        per_pair = item * (lags * p * p + 3) + 8
+        per_coded = lags * p * p + 3 * item + 8
         counts = d.counts if counts is None else counts
         if cache and self.budget.fits_cache(n_pairs * per_pair):
+            kept = list(make(False))
+            return lambda: ((x, counts[b], z, w) for x, b, z, w in kept)
+        if cache and d.frames.coded and self.budget.fits_cache(n_pairs * per_coded):
             kept = list(make(True))
             dec = d.frames.decode
             return lambda: ((dec(x), counts[b], z, w) for x, b, z, w in kept)
