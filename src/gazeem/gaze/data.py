@@ -140,8 +140,9 @@ class GazeData:
         validate_session(ds)
         geom = StimulusGeometry.from_dataset(ds)
         stim = ds["stimulus"]
+        coded = frames_in_memory is not False  # "auto" may still hold one-byte codes
         if frames_in_memory == "auto":
-            frames_in_memory = stim.size * 4 < 2**30 or None
+            frames_in_memory = stim.size * 4 < 2**30
         frames_arr = (
             torch.from_numpy(np.asarray(stim.values)) if frames_in_memory else stim.variable
         )
@@ -157,7 +158,7 @@ class GazeData:
             dtype=dtype,
             calib_deg=calib,
             where=str(ds.encoding.get("source") or ds.attrs.get("session", "session")),
-            coded_frames=frames_in_memory is not False,
+            coded_frames=coded,
         )
 
     @classmethod

@@ -27,7 +27,7 @@ from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
 from gazeem.gaze.intervals import LEVELS, window_intervals
-from gazeem.gaze.posterior import CELL_VARIANCE, GazePosterior, to_bins
+from gazeem.gaze.posterior import CELL_VARIANCE, GazePosterior, position_moments, to_bins
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.windows import Windows, expected_positions
 from gazeem.models.observation import TrackerModel, TrackerStats
@@ -225,11 +225,10 @@ class DriftProblem:
         def on_marginals(lo, hi, gamma, emis):
             f = self.group[lo:hi]
             p_ = pos[f]  # (n, K, 2)
-            mean = torch.einsum("nk,nki->ni", gamma, p_)
-            var = torch.einsum("nk,nki->ni", gamma, p_**2) - mean**2
+            mean, var = position_moments(gamma, p_)
             bin_mean[lo:hi] = mean.cpu()
             cell = CELL_VARIANCE * (~self.data.is_calibration.to(f.device)[f])[:, None]
-            bin_sd[lo:hi] = (var.clamp_min(0) + cell).sqrt().cpu()
+            bin_sd[lo:hi] = (var + cell).sqrt().cpu()
             bin_map[lo:hi] = p_[torch.arange(hi - lo), gamma.argmax(1)].cpu()
             bin_lower[lo:hi], bin_upper[lo:hi] = window_intervals(
                 gamma, p_, win.side, self.data.is_calibration[f.cpu()]

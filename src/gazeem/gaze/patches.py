@@ -37,8 +37,7 @@ def encode_values(chunks, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tenso
             head = torch.unique(x[:_CODE_SAMPLE])
             if int((head != 0).sum()) + 1 > N_CODES:
                 return None
-            table = torch.unique(torch.cat([table, head]))
-            table = torch.cat([torch.zeros(1, dtype=dtype), table[table != 0]])
+            table = torch.cat([table, head[head != 0]])
         order = torch.argsort(table)
         sorted_vals = table[order]
         i = torch.searchsorted(sorted_vals, x).clamp_max(table.numel() - 1)
@@ -86,8 +85,8 @@ class FrameSource:
         self.table: torch.Tensor | None = None
         n = int(np.prod(self.shape))
         if coded and (self._in_memory or n <= CODED_MAX_BYTES):
-            src = frames.reshape(-1).split(_CODE_CHUNK) if self._in_memory else None
-            enc = encode_values(src if src is not None else _pieces(frames, n), dtype)
+            flat = frames.reshape(-1).split(_CODE_CHUNK) if self._in_memory else None
+            enc = encode_values(_pieces(frames, n) if flat is None else flat, dtype)
             if enc is not None:
                 self._frames = enc[0].reshape(self.shape).to(device)
                 self.table = enc[1].to(device)
@@ -226,7 +225,5 @@ def gather_crops(
         & col_ok[:, None, None, :]
         & shown.reshape(t, n_lags)[:, :, None, None]
     )
-    if frames.coded:
-        crops = crops * mask.to(crops.dtype)  # code 0 is the value 0
-        return crops if raw else frames.decode(crops)
-    return crops * mask.to(crops.dtype)
+    crops = crops * mask.to(crops.dtype)  # a coded source's code 0 is the value 0
+    return crops if raw else frames.decode(crops)

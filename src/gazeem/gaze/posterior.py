@@ -30,6 +30,13 @@ log = logging.getLogger("gazeem.fit")
 CELL_VARIANCE = 1.0 / 12.0
 
 
+def position_moments(q: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``(N, 2)`` and per-axis variance ``(N, 2)`` (≥ 0) of positions ``pos (N, K, 2)``
+    under weights ``q (N, K)`` summing to 1."""
+    mean = torch.einsum("nk,nki->ni", q, pos)
+    return mean, (torch.einsum("nk,nki->ni", q, pos**2) - mean**2).clamp_min(0)
+
+
 @dataclass(frozen=True)
 class GazePosterior:
     """``log_q (F, K)`` float64 over each fixation's window cells."""
@@ -48,9 +55,8 @@ class GazePosterior:
         (nats) and ``window_mass`` (tracker-likelihood mass inside the window) per fixation."""
         q = self.log_q.exp().cpu()
         pos = data.pin_calibration(self.windows.cells.cpu().to(torch.float64), centered=False)
-        mean = torch.einsum("fk,fki->fi", q, pos)
-        var = torch.einsum("fk,fki->fi", q, pos**2) - mean**2
-        var = var.clamp_min(0) + CELL_VARIANCE * (~data.is_calibration)[:, None]
+        mean, var = position_moments(q, pos)
+        var = var + CELL_VARIANCE * (~data.is_calibration)[:, None]
         amax = q.argmax(dim=1)
         map_ = pos[torch.arange(pos.shape[0]), amax]
         entropy = -(q * self.log_q.cpu().clamp_min(-1e300)).nan_to_num().sum(1)

@@ -32,8 +32,8 @@ from gazeem.em.estep import normalize_log
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.fixation import FixationPosterior, FixationProblem
 from gazeem.gaze.intervals import window_intervals
-from gazeem.gaze.posterior import within_fixation_motion
-from gazeem.gaze.windows import Windows
+from gazeem.gaze.posterior import position_moments, within_fixation_motion
+from gazeem.gaze.windows import Windows, square_offsets
 from gazeem.models.observation import TrackerModel
 
 #: fractions of a pixel per axis: the refined cells are 1/4 px wide
@@ -61,10 +61,9 @@ class SubpixelPosterior(FixationPosterior):
     def per_fixation(self, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
         s = super().per_fixation(data, tracker)
         q, pos, r = self.fine_q, self.fine_pos, self.rows.numpy()
-        mean = torch.einsum("rk,rki->ri", q, pos)
-        var = torch.einsum("rk,rki->ri", q, pos**2) - mean**2
+        mean, var = position_moments(q, pos)
         s["mean"][r] = mean.numpy()
-        s["sd"][r] = (var.clamp_min(0) + self.width**2 / 12).sqrt().numpy()
+        s["sd"][r] = (var + self.width**2 / 12).sqrt().numpy()
         s["map"][r] = pos[torch.arange(r.size), q.argmax(1)].numpy()
         return s
 
@@ -105,9 +104,7 @@ def refine_subpixel(problem, post):
     rows = torch.nonzero(((q * near).sum(1) >= 1 - TRUNCATION) & ~data.is_calibration)[:, 0]
     if rows.numel() == 0:
         return post
-    ar = torch.arange(-1, 2)
-    dy, dx = torch.meshgrid(ar, ar, indexing="ij")
-    small = c[:, None, :] + torch.stack([dx.reshape(-1), dy.reshape(-1)], -1)  # (F, 9, 2)
+    small = c[:, None, :] + square_offsets(torch.arange(-1, 2))  # (F, 9, 2)
     dev = data.counts.device
     win = Windows(
         half=1,
@@ -137,10 +134,8 @@ def refine_subpixel(problem, post):
         batches.set_shift(saved)
     side = 3 * s
     log_q_fine, _ = normalize_log(joint.reshape(n_fix, side * side)[rows])
-    k = torch.arange(side, dtype=torch.float64)
     first = c[rows].to(torch.float64) - 1.5 + 0.5 / s  # (R, 2): the first fine cell
-    fy, fx = torch.meshgrid(k / s, k / s, indexing="ij")
-    fine_pos = first[:, None, :] + torch.stack([fx.reshape(-1), fy.reshape(-1)], -1)
+    fine_pos = first[:, None, :] + square_offsets(torch.arange(side, dtype=torch.float64) / s)
     base = {f.name: getattr(post, f.name) for f in fields(FixationPosterior)}
     return SubpixelPosterior(
         **base,

@@ -46,6 +46,13 @@ class Windows:
         return 2 * self.half + 1
 
 
+def square_offsets(steps: torch.Tensor) -> torch.Tensor:
+    """``(n², 2)`` (x, y) offsets of a square of ``steps (n,)`` per axis, row by row:
+    offset ``k = iy · n + ix`` is ``(steps[ix], steps[iy])``."""
+    dy, dx = torch.meshgrid(steps, steps, indexing="ij")
+    return torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)
+
+
 def window_half_width(sigma: float, k: float, h_min: int, h_max: int, grid: GazeGrid) -> int:
     """``clamp(ceil(k σ), h_min, h_max)``, shrunk so that a window fits in the grid."""
     h = min(max(math.ceil(k * sigma), h_min), h_max)
@@ -82,10 +89,7 @@ def make_windows(
     c = torch.round(z).to(torch.int64)
     c[:, 0] = c[:, 0].clamp(grid.x0 + half, grid.x1 - half)
     c[:, 1] = c[:, 1].clamp(grid.y0 + half, grid.y1 - half)
-    ar = torch.arange(-half, half + 1)
-    dy, dx = torch.meshgrid(ar, ar, indexing="ij")
-    offs = torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)  # (K, 2)
-    cells = c[:, None, :] + offs[None, :, :]
+    cells = c[:, None, :] + square_offsets(torch.arange(-half, half + 1))[None, :, :]
     cell_index = grid.cell_index(cells)
     n_fix, k = cell_index.shape
     support = torch.ones((n_fix, k), dtype=torch.bool)
