@@ -1,0 +1,103 @@
+"""Cross-fitting and the within-fixation drift estimate, against brute force (issue 14)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from gazeem.gaze.crossfit import FOLDS, cross_fit
+from gazeem.gaze.subpixel import tracker_drift_var
+
+
+class MeanProblem:
+    """A stand-in for a fitted problem whose "fields" are one number: the mean of the
+    fixations' values ``x`` weighted by their posterior mass (zero outside the fit)."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+        self.response = torch.nn.Linear(1, 1, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            self.response.weight.fill_(123.0)  # the "EM fit", to be restored
+        self.settings = SimpleNamespace(mstep=SimpleNamespace(prune_mass=1e-6))
+
+    def fit_response(self, cells, weights, keep):
+        mass = (weights * keep).sum(1)
+        with torch.no_grad():
+            self.response.weight.fill_(float((mass * self.x).sum() / mass.sum()))
+
+    def theta(self) -> float:
+        return float(self.response.weight.detach())
+
+
+def test_cross_fit_scores_each_fixation_without_its_fold():
+    n_fix, k = 14, 5
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n_fix, generator=gen, dtype=torch.float64)
+    log_q = torch.log_softmax(torch.randn(n_fix, k, generator=gen, dtype=torch.float64), 1)
+    post = SimpleNamespace(log_q=log_q, windows=SimpleNamespace(cells=None))
+    problem = MeanProblem(x)
+
+    def score():  # (F, 2): each fixation's value and the current "fields"
+        return torch.stack([x, torch.full_like(x, problem.theta())], 1)
+
+    def position(scores):  # every fixation "placed" at the fields' value, on both axes
+        return scores[:, 1:].expand(-1, 2), torch.ones(n_fix, dtype=torch.bool)
+
+    out = cross_fit(problem, post, score, position)
+
+    fold = np.arange(n_fix) % FOLDS
+    mass = log_q.exp().sum(1).numpy()
+    xs = x.numpy()
+
+    def mean_on(folds):
+        on = np.isin(fold, folds)
+        return float((mass[on] * xs[on]).sum() / mass[on].sum())
+
+    expected = np.array([mean_on([j for j in range(FOLDS) if j != fold[f]]) for f in range(n_fix)])
+    np.testing.assert_allclose(out.scores[:, 1].numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(out.scores[:, 0].numpy(), xs, rtol=0)
+    # one-fold fields: fixation f of fold k is placed by the fields of each other fold
+    one = [mean_on([j]) for j in range(FOLDS)]
+    sq = sum((one[(k + 1) % 3] - one[(k + 2) % 3]) ** 2 * (fold == k).sum() for k in range(3))
+    expected_var = 2 * sq / (4 * n_fix) / (FOLDS - 1)  # two axes, half the squared difference
+    assert out.n_pairs == n_fix
+    np.testing.assert_allclose(out.field_var, expected_var, rtol=1e-9)
+    assert problem.theta() == 123.0  # EM's fields restored
+
+
+def test_cross_fit_needs_three_fixations_per_fold():
+    post = SimpleNamespace(log_q=torch.zeros(8, 1, dtype=torch.float64))
+    assert cross_fit(MeanProblem(torch.zeros(8)), post, None, None) is None
+
+
+def gaussian_halves(n_fix, drift, lengths, var, seed):
+    """Half-fixation log-likelihoods on a fine grid: Gaussians of variance ``var`` around
+    means that differ by the halves' noise plus a drift of ``drift`` px² per bin."""
+    rng = np.random.default_rng(seed)
+    grid = np.arange(-1.5, 1.5 + 1e-9, 0.05)  # fine enough for SD 0.1 (Sheppard: +0.0002)
+    gy, gx = np.meshgrid(grid, grid, indexing="ij")
+    pos = np.stack([gx.ravel(), gy.ravel()], 1)  # (S², 2)
+    diff = rng.normal(0, np.sqrt(drift * lengths / 3)[:, None], (n_fix, 2))
+    m1 = rng.normal(0, np.sqrt(var), (n_fix, 2)) - diff / 2
+    m2 = rng.normal(0, np.sqrt(var), (n_fix, 2)) + diff / 2
+    halves = np.stack(
+        [-((pos[None] - m[:, None]) ** 2).sum(-1) / (2 * var) for m in (m1, m2)], 1
+    )  # (F, 2, S²)
+    return (
+        torch.as_tensor(halves),
+        torch.as_tensor(np.broadcast_to(pos, (n_fix, *pos.shape)).copy()),
+        torch.as_tensor(lengths),
+    )
+
+
+def test_tracker_drift_from_halves_recovers_the_simulated_drift():
+    n_fix = 1500
+    lengths = np.random.default_rng(1).integers(10, 60, n_fix)
+    halves, pos, n_bins = gaussian_halves(n_fix, 0.004, lengths, var=0.01, seed=2)
+    var, d = tracker_drift_var(halves, pos, n_bins)
+    # the mean squared difference has a relative SE of about sqrt(2 / 3000) = 2.6%, and
+    # the drift is 2/3 of it here: 4% SE on D; allow 3 SE
+    assert abs(d / 0.004 - 1) < 0.12
+    np.testing.assert_allclose(var.numpy(), d * lengths / 6)
+    _, d0 = tracker_drift_var(*gaussian_halves(n_fix, 0.0, lengths, var=0.01, seed=3))
+    assert d0 < 0.12 * 0.004  # no drift: none found beyond the estimate's noise
