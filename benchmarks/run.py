@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import (
+    calibration,
     em_scaling,
     estep,
     fit_memory,
@@ -40,6 +41,7 @@ SECTIONS = (
     "photographs",
     "window_mstep",
     "gauge",
+    "calibration",
     "whole_fit",
     "profile",
     "workflow",
@@ -63,6 +65,7 @@ def main(argv: list[str]) -> None:
         "photographs": photographs.run,
         "window_mstep": window_mstep.run,
         "gauge": gauge.run,
+        "calibration": calibration.run,
         "whole_fit": whole_fit.run,  # hours on 2 cores: noise 10/30/60 min, photographs 10/30
         "profile": profile_fit.run,
         "workflow": workflow.run,
@@ -104,6 +107,8 @@ def tables(results: dict) -> dict[str, str]:
         out["window_mstep"] = window_mstep.markdown(results["window_mstep"])
     if "gauge" in results:
         out["gauge"] = gauge.markdown(results["gauge"])
+    if "calibration" in results:
+        out["calibration"] = calibration.markdown(results["calibration"])
     if "whole_fit" in results:
         out["whole_fit"] = whole_fit.markdown(results["whole_fit"])
     if "profile" in results:

@@ -2,7 +2,8 @@
 
 :class:`gazeem.gaze.batches.Runs` pools consecutive bins of a fixation that see the same
 frames. The pooled E-step must give the per-bin E-step's posterior and marginal
-likelihood, and the pooled M-step the per-bin M-step's fields, to float64 round-off.
+likelihood, and the pooled M-step the per-bin M-step's fields up to the optimiser's
+stopping rule.
 """
 
 import numpy as np
@@ -61,6 +62,20 @@ def held():
     )
 
 
+def assert_same_fields(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Fields of two L-BFGS M-steps agree up to the optimiser's stopping rule.
+
+    The pooled and per-bin objectives are equal but summed in different orders, and
+    L-BFGS stops at a gradient of 1e-6 (``maximize_weighted``), so the two optima differ
+    by the order of round-off over curvature: 7.6e-6 on fields of 0.13 (an Intel Xeon, 2
+    threads). 1e-4 of the fields' largest value bounds that and is two orders below
+    their statistical error on this session; a pooling bug (a run counted twice, a wrong
+    frame) moves them by far more.
+    """
+    a, b = a.detach(), b.detach()
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(b.abs().max()))
+
+
 @pytest.mark.parametrize("n_lags", [1, 2])
 def test_pooled_estep_and_mstep_equal_per_bin(held, n_lags):
     a, z0 = problem(held, n_lags, pooled=True)
@@ -71,14 +86,14 @@ def test_pooled_estep_and_mstep_equal_per_bin(held, n_lags):
     assert float(runs.size.sum()) == a.data.fit_bins.numel()
     for prob in (a, b):
         prob.fit_response_on_positions(torch.round(z0).long())
-    np.testing.assert_allclose(a.response.rf.detach(), b.response.rf.detach(), atol=1e-6)
+    assert_same_fields(a.response.rf, b.response.rf)
     b.response.load_state_dict(a.response.state_dict())  # the E-steps see the same fields
     ea, eb = a.e_step(), b.e_step()
     assert ea.log_likelihood == pytest.approx(eb.log_likelihood, rel=1e-12)
     np.testing.assert_allclose(ea.posterior.log_q.exp(), eb.posterior.log_q.exp(), atol=1e-9)
     a.m_step(ea)
     b.m_step(eb)
-    np.testing.assert_allclose(a.response.rf.detach(), b.response.rf.detach(), atol=1e-6)
+    assert_same_fields(a.response.rf, b.response.rf)
     assert a.tracker.sigma == pytest.approx(b.tracker.sigma, rel=1e-8)
 
 
