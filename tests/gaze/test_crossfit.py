@@ -1,4 +1,4 @@
-"""Cross-fitting and the within-fixation drift estimate, against brute force (issue 14)."""
+"""Cross-fitting against brute force (issue 14)."""
 
 from types import SimpleNamespace
 
@@ -6,7 +6,6 @@ import numpy as np
 import torch
 
 from gazeem.gaze.crossfit import FOLDS, cross_fit
-from gazeem.gaze.subpixel import tracker_drift_var
 
 
 class MeanProblem:
@@ -68,36 +67,3 @@ def test_cross_fit_scores_each_fixation_without_its_fold():
 def test_cross_fit_needs_three_fixations_per_fold():
     post = SimpleNamespace(log_q=torch.zeros(8, 1, dtype=torch.float64))
     assert cross_fit(MeanProblem(torch.zeros(8)), post, None, None) is None
-
-
-def gaussian_halves(n_fix, drift, lengths, var, seed):
-    """Half-fixation log-likelihoods on a fine grid: Gaussians of variance ``var`` around
-    means that differ by the halves' noise plus a drift of ``drift`` px² per bin."""
-    rng = np.random.default_rng(seed)
-    grid = np.arange(-1.5, 1.5 + 1e-9, 0.05)  # fine enough for SD 0.1 (Sheppard: +0.0002)
-    gy, gx = np.meshgrid(grid, grid, indexing="ij")
-    pos = np.stack([gx.ravel(), gy.ravel()], 1)  # (S², 2)
-    diff = rng.normal(0, np.sqrt(drift * lengths / 3)[:, None], (n_fix, 2))
-    m1 = rng.normal(0, np.sqrt(var), (n_fix, 2)) - diff / 2
-    m2 = rng.normal(0, np.sqrt(var), (n_fix, 2)) + diff / 2
-    halves = np.stack(
-        [-((pos[None] - m[:, None]) ** 2).sum(-1) / (2 * var) for m in (m1, m2)], 1
-    )  # (F, 2, S²)
-    return (
-        torch.as_tensor(halves),
-        torch.as_tensor(np.broadcast_to(pos, (n_fix, *pos.shape)).copy()),
-        torch.as_tensor(lengths),
-    )
-
-
-def test_tracker_drift_from_halves_recovers_the_simulated_drift():
-    n_fix = 1500
-    lengths = np.random.default_rng(1).integers(10, 60, n_fix)
-    halves, pos, n_bins = gaussian_halves(n_fix, 0.004, lengths, var=0.01, seed=2)
-    var, d = tracker_drift_var(halves, pos, n_bins)
-    # the mean squared difference has a relative SE of about sqrt(2 / 3000) = 2.6%, and
-    # the drift is 2/3 of it here: 4% SE on D; allow 3 SE
-    assert abs(d / 0.004 - 1) < 0.12
-    np.testing.assert_allclose(var.numpy(), d * lengths / 6)
-    _, d0 = tracker_drift_var(*gaussian_halves(n_fix, 0.0, lengths, var=0.01, seed=3))
-    assert d0 < 0.12 * 0.004  # no drift: none found beyond the estimate's noise

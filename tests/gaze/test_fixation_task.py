@@ -119,17 +119,6 @@ def test_calibrated(request, task_fit):
     EM's own fields; cross-fitting and the fields' noise, ``gazeem.gaze.crossfit``).
     """
     _, session, est = task_fit
-    drifting = request.node.callspec.params["task_session"] > 0
-    if est.latent_ == "fixation" and drifting:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="per fixation with a drifting tracker: the 95% interval covers 77% "
-                "(51% before cross-fitting); the drift within a fixation, measured from its "
-                "two halves, comes out 7x below the truth (0.0005 against 0.0035 px² per "
-                "bin); the per-bin chain is the latent for this session (issue 18)",
-            )
-        )
     truth = true_px(session)
     gaze = est.gaze_per_bin()
     cov = interval_coverage(gaze, truth, 0.95)

@@ -23,7 +23,9 @@ step of McFarland et al. (2014), on the E-step only.
 At this scale the fields' errors matter: each fixation is scored under fields fitted
 without its spikes, and the variance that the fields' own noise adds is measured and
 added to its posterior (:mod:`gazeem.gaze.crossfit`; on the fixation task the 95%
-interval covered 77% with EM's fields, 81% cross-fitted, 93% with the fields' noise).
+interval covered 77% with EM's fields, 81% cross-fitted, 93% with the fields' noise),
+and the tracker's own drift within a fixation, measured on consecutive fixations, is
+added to its bins (:mod:`gazeem.gaze.tracker_drift`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from gazeem.gaze.data import GazeData
 from gazeem.gaze.fixation import FixationPosterior, FixationProblem
 from gazeem.gaze.intervals import window_intervals
 from gazeem.gaze.posterior import position_moments, within_fixation_motion
+from gazeem.gaze.tracker_drift import tracker_drift_var
 from gazeem.gaze.windows import Windows, square_offsets
 from gazeem.models.observation import TrackerModel
 
@@ -144,14 +147,16 @@ def refine_subpixel(problem, post):
         return _fine_log_joint(problem, win, small)
 
     def position(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, _ = position_moments(normalize_log(scores[:, 0])[0].exp(), fine_pos)
+        mean, _ = position_moments(normalize_log(scores)[0].exp(), fine_pos)
         return mean, refined
 
     crossed = cross_fit(problem, post, score, position) if CROSS_FIT else None
     scores = (score() if crossed is None else crossed.scores)[rows]
-    log_q_fine, _ = normalize_log(scores[:, 0])
-    n_bins = torch.bincount(data.fixation[data.fit_bins].cpu(), minlength=n_fix)[rows]
-    drift_var, drift = tracker_drift_var(scores[:, 1:], fine_pos[rows], n_bins)
+    log_q_fine, _ = normalize_log(scores)
+    field_var = 0.0 if crossed is None else crossed.field_var
+    mean, var = position_moments(log_q_fine.exp(), fine_pos[rows])
+    var = var + (1.0 / PHASES) ** 2 / 12 + field_var
+    drift_var, drift = tracker_drift_var(data, problem.tracker, rows, mean, var)
     base = {f.name: getattr(post, f.name) for f in fields(FixationPosterior)}
     return SubpixelPosterior(
         **base,
@@ -160,77 +165,35 @@ def refine_subpixel(problem, post):
         fine_pos=fine_pos[rows],
         fine_side=side,
         width=1.0 / PHASES,
-        field_var=0.0 if crossed is None else crossed.field_var,
+        field_var=field_var,
         drift_var=drift_var,
         drift_px2_per_bin=drift,
     )
 
 
 def _fine_log_joint(problem, win: Windows, small: torch.Tensor) -> torch.Tensor:
-    """``(F, 3, S²)`` float64 log scores of every fixation's fine cells under the current
-    fields, ``S = 3 · PHASES`` fractions per axis over the 3×3 pixels ``small (F, 9, 2)``:
-    ``[:, 0]`` the log joint of all its bins' spikes, the tracker and the prior; ``[:, 1]``
-    and ``[:, 2]`` the log-likelihood of the spikes of its first and of its second half."""
+    """``(F, S²)`` float64 log joint of every fixation's fine cells under the current
+    fields (all its bins' spikes, the tracker and the prior), ``S = 3 · PHASES`` fractions
+    per axis over the 3×3 pixels ``small (F, 9, 2)``."""
     data, batches = problem.data, problem.batches
     n_fix, s, dev = small.shape[0], PHASES, data.counts.device
     phases = -0.5 + (torch.arange(s, dtype=torch.float64) + 0.5) / s
     motion = torch.as_tensor(within_fixation_motion(data, problem.tracker)[0])
     log_prior = problem.cell_prior.log_prob(win.cell_index.cpu())
-    first = _first_half(data)
-    out = torch.empty(n_fix, 3, 3, s, 3, s, dtype=torch.float64)  # (f, ·, iy, jy, ix, jx)
+    out = torch.empty(n_fix, 3, s, 3, s, dtype=torch.float64)  # (f, iy, jy, ix, jx)
     saved, saved_weight = batches.shift, problem.response_weight
     try:
+        problem.response_weight = None
         with torch.no_grad():
             for jy in range(s):
                 for jx in range(s):
                     phi = torch.stack([phases[jx], phases[jy]])
                     batches.set_shift(torch.floor(motion + phi + 0.5).to(torch.int64).to(dev))
-                    problem.response_weight = None
                     ll = problem.window_loglik(win).cpu()
-                    problem.response_weight = first
-                    ll_first = problem.window_loglik(win).cpu()
                     pos = data.pin_calibration(small.to(torch.float64) + phi - problem.center_px)
                     tr = problem.tracker.log_prob(data.fix_reading, pos)
-                    for i, score in enumerate((ll + tr + log_prior, ll_first, ll - ll_first)):
-                        out[:, i, :, jy, :, jx] = score.reshape(n_fix, 3, 3)
+                    out[:, :, jy, :, jx] = (ll + tr + log_prior).reshape(n_fix, 3, 3)
     finally:
         batches.set_shift(saved)
         problem.response_weight = saved_weight
-    return out.reshape(n_fix, 3, 9 * s * s)
-
-
-def _first_half(data: GazeData) -> torch.Tensor:
-    """``(T,)`` float64: 1 on the first half of each fixation's bins (in time), else 0."""
-    bins = data.fit_bins.cpu()
-    fix = data.fixation.cpu()[bins]
-    n_per = torch.bincount(fix, minlength=data.n_fixations)
-    within = torch.arange(bins.numel()) - (torch.cumsum(n_per, 0) - n_per)[fix]
-    weight = torch.zeros(data.fixation.numel(), dtype=torch.float64)
-    weight[bins] = (2 * within < n_per[fix]).to(torch.float64)
-    return weight.to(data.counts.device)
-
-
-def tracker_drift_var(
-    halves: torch.Tensor, fine_pos: torch.Tensor, n_bins: torch.Tensor
-) -> tuple[torch.Tensor, float]:
-    """The tracker's error moving within fixations, from their two halves.
-
-    The per-fixation latent takes the tracker's error as constant over a fixation and its
-    reading's motion for the eye's. Where the error drifts, the drift is taken for eye
-    motion, and the two halves of a fixation, each scored alone, put it at places that
-    differ by more than their posteriors allow. For an error that drifts as a random walk
-    of ``D`` px² per bin, the means of a fixation's two halves differ by ``D L / 3`` per
-    axis (``L`` its bins) and a bin lies ``D L / 6`` from its fixation's mean, on average.
-    ``D`` is the excess of the squared differences over the halves' variances, pooled over
-    fixations and axes (0 where there is none).
-
-    ``halves (R, 2, S²)`` the halves' log-likelihoods over fine cells at ``fine_pos (R, S², 2)``
-    px; ``n_bins (R,)``. Returns the variance ``(R,)`` px² per axis that each fixation's bins
-    get, and ``D``.
-    """
-    q = normalize_log(halves.reshape(-1, halves.shape[-1]))[0].exp().reshape(halves.shape)
-    m1, v1 = position_moments(q[:, 0], fine_pos)
-    m2, v2 = position_moments(q[:, 1], fine_pos)
-    excess = ((m1 - m2) ** 2 - v1 - v2).sum()
-    d = max(float(excess / (2 * n_bins.to(torch.float64).sum() / 3)), 0.0)
-    return d * n_bins.to(torch.float64) / 6, d
+    return out.reshape(n_fix, 9 * s * s)
