@@ -98,6 +98,8 @@ class TestDataset:
         ({"estep": "gibbs"}, "estep must be one of"),
         ({"nonlinearity": "relu"}, "nonlinearity must be one of"),
         ({"patch_size": 0}, "patch_size must be a positive"),
+        ({"smooth": "cross"}, r"smooth must be a finite number >= 0 or one of \['cv'\]"),
+        ({"smooth": -1.0}, r"smooth must be a finite number >= 0 or one of \['cv'\]"),
         ({"window_min": 5, "window_max": 2}, "window_min <= window_max"),
         ({"prior": "weights"}, "needs prior_weights"),
     ],

@@ -29,6 +29,7 @@ from gazeem.gaze.fit import GazeFit, build_fit, fall_back_to_trace, move_gauge, 
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.gauge import centre_initial_fields, subpixel_gauge
 from gazeem.gaze.heldout import heldout_comparison
+from gazeem.gaze.penalty import START, em_with_cv_smooth
 from gazeem.gaze.posterior import GazeMoves
 from gazeem.gaze.settings import (
     PARAMETER_CONSTRAINTS,
@@ -52,7 +53,8 @@ class GazeEM:
     nonlinearity
         ``"exp"`` or ``"softplus"`` output of the LN model.
     l2, smooth
-        Ridge and Laplacian-smoothness penalty strengths on the receptive fields.
+        Ridge and Laplacian-smoothness penalty strengths on the receptive fields;
+        ``smooth="cv"`` chooses the latter by cross-validation (:mod:`gazeem.gaze.penalty`).
     sigma_init
         Starting tracker noise SD per axis, stimulus pixels (the window uses it first).
     learn_sigma, learn_gain
@@ -345,7 +347,7 @@ class GazeEM:
             n_lags=self.n_lags,
             nonlinearity=self.nonlinearity,
             l2=self.l2,
-            smooth=self.smooth,
+            smooth=START if self.smooth == "cv" else self.smooth,
         )
         gen = torch.Generator(device="cpu").manual_seed(int(self.random_state))
         problem_class = DriftProblem if latent == "bin" else FixationProblem
@@ -361,16 +363,15 @@ class GazeEM:
         getattr(problem, "base", problem).holds_gauge = offset_mode == "fields"
         annealed, anneal_reason = choose_anneal(self.anneal, problem)
         n_anneal = anneal(problem, temperatures()) if annealed and self.max_iter else 0
-        estep, state = run_em(
-            problem,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            rel_slack=1e-6 if data.counts.dtype == torch.float64 else 2e-5,
-            progress=self.progress,
-            desc=f"EM {name}",
-            callback=(moves := GazeMoves(data)),
-            accelerate=self.accelerate,
-        )
+        em = dict(tol=self.tol, max_iter=self.max_iter, progress=self.progress, desc=f"EM {name}")
+        em.update(rel_slack=1e-6 if data.counts.dtype == torch.float64 else 2e-5)
+        em.update(callback=(moves := GazeMoves(data)), accelerate=self.accelerate)
+        estep, state = run_em(problem, **em)
+        choice = None
+        if self.smooth == "cv" and latent == "fixation":  # gazeem.gaze.penalty
+            estep, state, choice = em_with_cv_smooth(
+                problem, estep, state, lambda: run_em(problem, **em)
+            )
         self.grid_, self.tracker_, self.prior_, self.response_ = grid, tracker, prior, response
         self.posterior_ = post = refine_subpixel(problem, estep.posterior)
         drift = {}
@@ -391,6 +392,7 @@ class GazeEM:
             **drift,
         )
         fit.anneal_steps, fit.anneal_reason = n_anneal, anneal_reason
+        fit.smooth, fit.smooth_cv = response.smooth, choice
         if offset_mode == "fields":
             # EM may let the fields drift along the gauge's flat direction: centre them exactly
             fit = move_gauge(fit, subpixel_gauge(response, tracker), tracker, response)

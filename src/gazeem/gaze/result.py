@@ -260,6 +260,7 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         "latent_reason": fit.latent_reason,
         "anneal_steps": int(fit.anneal_steps),
         "anneal_reason": fit.anneal_reason,
+        **smooth_attrs(fit),
         "n_iter": int(fit.state.n_iter),
         "converged": int(fit.state.converged),
         "offset_mode": fit.offset_mode,
@@ -389,3 +390,13 @@ def fit_to_dataset(fit: GazeFit, session: xr.Dataset, params: dict) -> xr.Datase
     )
     ds.attrs.update(provenance_attrs(fit, session, params))
     return ds
+
+
+def smooth_attrs(fit: GazeFit) -> dict:
+    """The smoothness penalty the fields ended with and, under ``smooth: cv``, the
+    candidates and their held-out scores (:mod:`gazeem.gaze.penalty`)."""
+    out = {"smooth_final": float("nan") if fit.smooth is None else float(fit.smooth)}
+    if fit.smooth_cv is not None:
+        out["smooth_cv_values"] = [float(v) for v in fit.smooth_cv.values]
+        out["smooth_cv_heldout_nats"] = [float(v) for v in fit.smooth_cv.heldout]
+    return out

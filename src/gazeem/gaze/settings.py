@@ -117,7 +117,7 @@ PARAMETER_CONSTRAINTS: dict[str, dict] = {
     "n_lags": _POSITIVE_INT,
     "nonlinearity": {"type": "string", "enum": ["exp", "softplus"]},
     "l2": {"type": "number", "minimum": 0},
-    "smooth": {"type": "number", "minimum": 0},
+    "smooth": {"anyOf": [{"type": "number", "minimum": 0}, {"enum": ["cv"]}]},
     "sigma_init": {"type": "number", "exclusiveMinimum": 0},
     "learn_sigma": _BOOL,
     "learn_gain": _BOOL,
@@ -159,6 +159,8 @@ PARAMETER_CONSTRAINTS: dict[str, dict] = {
 
 def describe(rule: dict) -> str:
     """A constraint in words: ``one of [...]``, ``a positive integer``, ``a number >= 0``."""
+    if "anyOf" in rule:
+        return " or ".join(describe(r) for r in rule["anyOf"])
     if "enum" in rule:
         return f"one of {rule['enum']}"
     kinds = rule.get("type", "value")
