@@ -10,7 +10,7 @@ fields are refitted on two of :data:`FOLDS` folds of fixations (fixation ``f`` t
 third fold's spikes under that posterior. The strength with the best held-out score
 over the three folds is kept and EM goes on from there to convergence. The fit records
 the candidates, their scores and the choice; its EM trace joins both runs (``n_iter``
-counts both; the objective steps where the penalty changed).
+counts both and the E-step between them; the objective steps where the penalty changed).
 
 Only the per-fixation latent: the per-bin chain's posterior is per bin and its folds
 would need the chain's own M-step (there the penalty stays at :data:`START`, and the fit
@@ -90,16 +90,17 @@ def em_with_cv_smooth(
     problem, estep: EStep, state: EMState, run: Callable[[], tuple[EStep, EMState]]
 ) -> tuple[EStep, EMState, SmoothChoice | None]:
     """After EM converged (``estep``, ``state``): choose the strength, then ``run()`` EM on
-    from there; the two runs' traces joined. Unchanged where no choice was made."""
+    from there; the two runs' traces joined, the E-step after the choice counted as an
+    iteration (the objective steps there). Unchanged where no choice was made."""
     choice = cross_validated_smooth(problem, estep.posterior)
     if choice is None:
         return estep, state, None
     estep, more = run()
     joined = replace(
         more,
-        log_likelihood=state.log_likelihood + more.log_likelihood[1:],
-        objective=state.objective + more.objective[1:],
-        n_iter=state.n_iter + more.n_iter,
+        log_likelihood=state.log_likelihood + more.log_likelihood,
+        objective=state.objective + more.objective,
+        n_iter=state.n_iter + 1 + more.n_iter,
         warnings=state.warnings + more.warnings,
         seconds_per_iter=state.seconds_per_iter + more.seconds_per_iter,
         extrapolations=tuple(
