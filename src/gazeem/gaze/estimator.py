@@ -392,7 +392,7 @@ class GazeEM:
             **drift,
         )
         fit.anneal_steps, fit.anneal_reason = n_anneal, anneal_reason
-        fit.smooth, fit.smooth_cv = response.smooth, choice
+        fit.smooth, fit.smooth_cv = getattr(response, "smooth", None), choice
         if offset_mode == "fields":
             # EM may let the fields drift along the gauge's flat direction: centre them exactly
             fit = move_gauge(fit, subpixel_gauge(response, tracker), tracker, response)

@@ -59,9 +59,10 @@ def expected_loglik(problem, cells, weights, keep) -> float:
 def cross_validated_smooth(problem, post) -> SmoothChoice | None:
     """The strength with the best held-out score (module docstring), set on
     ``problem.response``; ``None`` (nothing changed) with fewer than
-    :data:`~gazeem.gaze.crossfit.MIN_PER_FOLD` fixations in a fold."""
+    :data:`~gazeem.gaze.crossfit.MIN_PER_FOLD` fixations in a fold, or for a response
+    model without a ``smooth`` penalty."""
     n_fix = post.log_q.shape[0]
-    if n_fix < FOLDS * MIN_PER_FOLD:
+    if n_fix < FOLDS * MIN_PER_FOLD or not hasattr(problem.response, "smooth"):
         return None
     response = problem.response
     fitted, start = copy.deepcopy(response.state_dict()), response.smooth
