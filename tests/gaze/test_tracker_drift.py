@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from gazeem.gaze.tracker_drift import shared_pairs, tracker_drift_var
+from gazeem.gaze.tracker_drift import fixation_spans, shared_pairs, tracker_drift_var
 from gazeem.models.observation import TrackerModel
 
 POSTERIOR_VAR = 0.01  # px² per axis of each fixation's posterior mean
@@ -51,12 +51,13 @@ def fixation_task(drift: float, shared: bool, seed: int, n_trials: int = 60):
 
 def test_pairs_are_consecutive_fixations_within_a_trial():
     data, rows, _, _ = fixation_task(0.0, True, seed=0, n_trials=5)
-    pairs = shared_pairs(data, rows.numpy())
+    spans = fixation_spans(data)
+    pairs = shared_pairs(data, rows.numpy(), *spans)
     assert len(pairs) == 5 * 7  # never across a blink
     np.testing.assert_array_equal(pairs[:, 1] - pairs[:, 0], 1)
     np.testing.assert_array_equal(pairs[:, 0] % 8 < 7, True)
     # a fixation that is not refined breaks the chain on both sides
-    pairs_without = shared_pairs(data, np.delete(rows.numpy(), 3))
+    pairs_without = shared_pairs(data, np.delete(rows.numpy(), 3), *spans)
     assert len(pairs_without) == 5 * 7 - 2
 
 

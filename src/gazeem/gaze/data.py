@@ -283,3 +283,10 @@ class GazeData:
             eye_px=eye_px,
             geometry=geometry,
         )
+
+
+def invalid_between(eye_px: np.ndarray, after: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """``(P,)`` bool: an invalid reading (NaN: a blink, a lost track) strictly between
+    bins ``after (P,)`` and ``before (P,)`` of ``eye_px (T, 2)``."""
+    invalid = np.concatenate([[0], np.cumsum(~np.isfinite(eye_px[:, 0]))])
+    return invalid[before] - invalid[after + 1] > 0

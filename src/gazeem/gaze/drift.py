@@ -23,7 +23,7 @@ import torch
 
 from gazeem.em.engine import EStep
 from gazeem.em.estep import prune_support
-from gazeem.gaze.data import GazeData, GazeGrid
+from gazeem.gaze.data import GazeData, GazeGrid, invalid_between
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
 from gazeem.gaze.intervals import LEVELS, window_intervals
@@ -104,9 +104,8 @@ class DriftProblem:
         self.mid_of[start + n_bins // 2] = torch.arange(d.n_fixations)
         self.mid_of = self.mid_of.to(d.counts.device)
         bins = d.fit_bins.cpu().numpy()
-        invalid = np.concatenate([[0], np.cumsum(~np.isfinite(d.eye_px[:, 0]))])
         # an invalid sample strictly between two consecutive fitted bins: a blink
-        gap_invalid = invalid[bins[1:]] - invalid[bins[:-1] + 1] > 0
+        gap_invalid = invalid_between(d.eye_px, bins[:-1], bins[1:])
         new_fix = (fb[1:] != fb[:-1]).numpy()
         kind = np.full(bins.size, DRIFT, dtype=np.int64)
         kind[0] = RESET

@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gazeem.gaze.data import GazeData
+from gazeem.gaze.data import GazeData, invalid_between
 from gazeem.models.observation import TrackerModel
 
 #: consecutive fixations share the tracker's error across movements under this (deg)
@@ -60,21 +60,19 @@ def fixation_spans(data: GazeData) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-def shared_pairs(data: GazeData, rows: np.ndarray) -> np.ndarray:
+def shared_pairs(
+    data: GazeData, rows: np.ndarray, first: np.ndarray, last: np.ndarray
+) -> np.ndarray:
     """``(P, 2)`` positions into ``rows`` of consecutive fixations that share the
     tracker's error: next in time, no invalid sample between, a movement under
-    :data:`SHARED_MOVE_DEG`."""
-    first, last = fixation_spans(data)
+    :data:`SHARED_MOVE_DEG`. ``first``, ``last``: :func:`fixation_spans`."""
     order = rows[np.argsort(first[rows])]
     where = np.empty(data.n_fixations, dtype=np.int64)
     where[rows] = np.arange(rows.size)
     a, b = order[:-1], order[1:]
-    invalid = np.concatenate([[0], np.cumsum(~np.isfinite(data.eye_px[:, 0]))])
-    gap_valid = invalid[first[b]] - invalid[last[a] + 1] == 0
-    adjacent = np.ones_like(gap_valid)
-    if rows.size > 1:  # no unrefined fixation between them
-        rank = np.searchsorted(np.sort(first), first[order])
-        adjacent = rank[1:] - rank[:-1] == 1
+    gap_valid = ~invalid_between(data.eye_px, last[a], first[b])
+    rank = np.searchsorted(np.sort(first), first[order])
+    adjacent = rank[1:] - rank[:-1] == 1  # no unrefined fixation between them
     move = np.linalg.norm((data.fix_reading[b] - data.fix_reading[a]).numpy(), axis=1)
     keep = gap_valid & adjacent & (move <= SHARED_MOVE_DEG * data.geometry.ppd)
     return np.stack([where[a[keep]], where[b[keep]]], 1)
@@ -97,7 +95,7 @@ def tracker_drift_var(
     first, last = fixation_spans(data)
     n_fit = torch.bincount(data.fixation[data.fit_bins].cpu(), minlength=data.n_fixations)
     n_bins = n_fit[rows.cpu()].to(torch.float64)
-    pairs = shared_pairs(data, rows_np)
+    pairs = shared_pairs(data, rows_np, first, last)
     if len(pairs) < MIN_PAIRS:
         return torch.zeros(rows.numel(), dtype=torch.float64), 0.0
     center = torch.as_tensor(data.geometry.center_px, dtype=torch.float64)
