@@ -281,6 +281,10 @@ class FixationProblem:
         """
         if getattr(self.response, "rf", None) is None:
             return
+        if self.temperature != 1.0:  # a tempered step bounds nothing (no EM check follows)
+            subpixel_gauge(self.response, self.tracker)
+            self.projection_loss = 0.0
+            return
         pos = self.tracker_positions(win)
 
         def expected() -> float:
@@ -385,6 +389,12 @@ class FixationProblem:
         w_small = w_small * (
             w_kept.sum(1, keepdim=True) / w_small.sum(1, keepdim=True).clamp_min(1e-300)
         )
+        if self.temperature != 1.0:
+            # A tempered step (annealing) is not an EM step, so its exact check against
+            # the whole posterior (every kept pair cut again, several times) buys nothing
+            capped = self.objective(cells, w_small, small, cache=True)
+            self.maximize(capped)
+            return capped
         full = self.objective(cells, weights, keep, cache=False)
         before = [p.detach().clone() for p in self.response.parameters()]
         q_before = self.expected_objective(full)
