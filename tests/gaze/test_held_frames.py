@@ -140,3 +140,58 @@ def test_moved_bins_are_scored_where_they_moved(held):
             0, fix, ll.detach().double()
         )
         np.testing.assert_allclose(got[:, k], want, rtol=1e-10)
+
+
+def test_spikes_of_a_subset_are_pooled_over_its_runs(held):
+    """The held-out check lets only some bins' spikes in (``response_weight`` 0 or 1,
+    alternate bins): those bins are pooled into runs of their own (not adjacent bins of a
+    fixation that see the same frames), and every cell's score is the per-bin sum over
+    them, as the weighted per-bin E-step gives it."""
+    a, z0 = problem(held, pooled=True)
+    a.fit_response_on_positions(torch.round(z0).long())
+    d = a.data
+    weight = torch.zeros(d.fixation.numel(), dtype=torch.float64)
+    weight[d.fit_bins[::2]] = 1.0
+    weight[d.fit_bins[d.fixation[d.fit_bins] % 3 == 0]] = 0.0  # whole fixations left out
+    a.response_weight = weight
+    bins, runs = a.scored_bins()
+    assert bins.numel() == int(weight.sum())
+    assert runs is not None and runs.n_runs < 0.5 * bins.numel()
+    assert float(runs.size.sum()) == bins.numel()
+    win = a.windows()
+    got = a.window_loglik(win)
+    a.response_weight = 0.5 * weight  # not 0 or 1: a row per bin, each weighted
+    assert a.scored_bins()[1] is None
+    want = 2.0 * a.window_loglik(win)
+    np.testing.assert_allclose(got, want, rtol=1e-11)
+    left_out = torch.unique(d.fixation[d.fit_bins][weight[d.fit_bins] == 0])
+    assert bool((got[left_out[left_out % 3 == 0]] == 0).all())
+
+
+@pytest.mark.parametrize("n_lags", [1, 2])
+def test_chain_shares_a_crop_per_held_frame(held, n_lags):
+    """The per-bin chain convolves one crop per run of bins that see the same frames in
+    the same window, and adds each bin's own spikes: every bin's emission equals the
+    emission computed from its own crop, for the exp and softplus nonlinearities."""
+    from gazeem.gaze.drift import DriftProblem
+
+    a, z0 = problem(held, n_lags)
+    a.fit_response_on_positions(torch.round(z0).long())
+    chain = DriftProblem(
+        a.data, a.grid, a.tracker, a.cell_prior, a.response, None, ProblemSettings()
+    )
+    win = chain.base.windows()
+    n = a.data.fit_bins.numel()
+    first, row = chain._shared_crops(a.data.fit_bins, chain.group)
+    assert int(first.sum()) < 0.5 * n and int(row[-1]) + 1 == int(first.sum())
+    for nonlinearity in ("exp", "softplus"):
+        a.response.nonlinearity = nonlinearity
+        shared, _ = chain._emission_fn(win, cache=False)
+        got = shared(0, n)
+        chain._shared_crops = lambda bins, f: None
+        own, _ = chain._emission_fn(win, cache=False)
+        want = own(0, n)
+        del chain._shared_crops
+        assert torch.equal(torch.isinf(got), torch.isinf(want))
+        ok = torch.isfinite(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-11, atol=1e-9)

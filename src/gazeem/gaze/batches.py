@@ -67,10 +67,18 @@ class Runs:
     log_factorial_gap: torch.Tensor
 
     @classmethod
-    def of(cls, data: GazeData, n_lags: int, chunk: int, shift: torch.Tensor | None = None) -> Runs:
-        """The runs of ``data``; with ``shift`` (:attr:`Batches.shift`), a run also ends
-        where the bins' patch moves."""
-        bins = data.fit_bins
+    def of(
+        cls,
+        data: GazeData,
+        n_lags: int,
+        chunk: int,
+        shift: torch.Tensor | None = None,
+        bins: torch.Tensor | None = None,
+    ) -> Runs:
+        """The runs of ``data``'s fitted bins, or of the sorted subset ``bins`` of them
+        (bins of a run need not be adjacent: they share a fixation and frames); with
+        ``shift`` (:attr:`Batches.shift`), a run also ends where the bins' patch moves."""
+        bins = data.fit_bins if bins is None else bins
         fix = data.fixation[bins]
         frames = lagged_frame_index(data.frame, bins, n_lags)
         new = torch.ones(bins.numel(), dtype=torch.bool, device=bins.device)
@@ -143,6 +151,14 @@ class Batches:
                     self._runs = runs
         return self._runs
 
+    def runs_over(self, bins: torch.Tensor) -> Runs | None:
+        """Held-frame runs of the sorted subset ``bins`` of the fitted bins (``None`` where
+        the session does not pool, :attr:`runs`)."""
+        if self.runs is None:
+            return None
+        chunk = self.chunk_bins(16 * self.data.n_units * self.data.counts.element_size())
+        return Runs.of(self.data, self.response.n_lags, chunk, self.shift, bins)
+
     def chunk_bins(self, bytes_per_bin: int) -> int:
         return self.budget.items_per_chunk(bytes_per_bin)
 
@@ -157,17 +173,20 @@ class Batches:
         frame_bytes = lags * d.frames.bytes_per_frame_read()  # each bin may need new frames
         return item * (3 * d.n_units * k + lags * r * r + 2 * k) + frame_bytes
 
-    def window_crops(self, win: Windows, chunk: int) -> Iterator:
-        """For each chunk of fitted bins: ``(bins, fixation, crops (T, lags, R, R))``."""
+    def window_crops(self, win: Windows, chunk: int, bins: torch.Tensor | None = None) -> Iterator:
+        """For each chunk of the fitted bins (or of their subset ``bins``):
+        ``(bins, fixation, crops (T, lags, R, R))``."""
         d = self.data
-        for s in range(0, d.fit_bins.numel(), chunk):
-            bins = d.fit_bins[s : s + chunk]
+        every = d.fit_bins if bins is None else bins
+        for s in range(0, every.numel(), chunk):
+            bins = every[s : s + chunk]
             f = d.fixation[bins]
             yield bins, f, self.crops_of(win, bins, f)
 
-    def run_window_crops(self, win: Windows, chunk: int) -> Iterator:
-        """As :meth:`window_crops` over held-frame runs: ``(runs, fixation, crops)``."""
-        runs = self.runs
+    def run_window_crops(self, win: Windows, chunk: int, runs: Runs | None = None) -> Iterator:
+        """As :meth:`window_crops` over held-frame runs (:attr:`runs` by default):
+        ``(runs, fixation, crops)``."""
+        runs = self.runs if runs is None else runs
         for s in range(0, runs.n_runs, chunk):
             idx = torch.arange(s, min(s + chunk, runs.n_runs), device=runs.first.device)
             f = runs.fixation[idx]

@@ -23,10 +23,12 @@ import torch
 
 from gazeem.em.engine import EStep
 from gazeem.em.estep import prune_support
+from gazeem.gaze.batches import POOL_BELOW
 from gazeem.gaze.data import GazeData, GazeGrid, invalid_between
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
 from gazeem.gaze.intervals import LEVELS, window_intervals
+from gazeem.gaze.patches import lagged_frame_index
 from gazeem.gaze.posterior import CELL_VARIANCE, GazePosterior, position_moments, to_bins
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.windows import Windows, expected_positions
@@ -172,8 +174,14 @@ class DriftProblem:
             bins = d.fit_bins[lo:hi]
             f = self.group[lo:hi]
             with torch.no_grad():
-                crops = self.batches.crops_of(win, bins, f)
-                ll = window_ll(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
+                shared = self._shared_crops(bins, f)
+                if shared is None:
+                    crops = self.batches.crops_of(win, bins, f)
+                    ll = window_ll(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
+                else:  # held frames: a crop per run of bins that see the same frames
+                    first, row = shared
+                    crops = self.batches.crops_of(win, bins[first], f[first])
+                    ll = self.response.shared_window_log_likelihood(crops, d.counts[bins], row)
             out = self.base.weighted(ll.reshape(hi - lo, -1).to(torch.float64), bins)
             if self.base.temperature != 1.0:
                 out = out / self.base.temperature
@@ -186,6 +194,19 @@ class DriftProblem:
             return out
 
         return emission, log_tr
+
+    def _shared_crops(self, bins: torch.Tensor, f: torch.Tensor):
+        """``(first, row)``: which of ``bins`` (chain positions with windows ``f``) start a
+        run of the same frames in the same window, and each bin's run; ``None`` where
+        the response cannot share crops or sharing would not halve them."""
+        if not hasattr(self.response, "shared_window_log_likelihood"):
+            return None
+        frames = lagged_frame_index(self.data.frame, bins, self.response.n_lags)
+        first = torch.ones(bins.numel(), dtype=torch.bool, device=bins.device)
+        first[1:] = (f[1:] != f[:-1]) | (frames[1:] != frames[:-1]).any(1)
+        if int(first.sum()) > POOL_BELOW * bins.numel():
+            return None
+        return first, torch.cumsum(first, 0) - 1
 
     def _emissions_fit(self, win: Windows) -> bool:
         """Whether every bin's float64 emissions fit in ``cache_mb`` (then kept, not redone)."""

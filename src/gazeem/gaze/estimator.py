@@ -173,7 +173,7 @@ class GazeEM:
         n_lags: int = 1,
         nonlinearity: str = "exp",
         l2: float = 10.0,
-        smooth: float = 1000.0,
+        smooth: float | str = START,
         sigma_init: float = 3.0,
         learn_sigma: bool = True,
         learn_gain: bool = True,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from gazeem.em.engine import EStep
 from gazeem.em.estep import normalize_log, prune_support, sample_support
 from gazeem.em.mstep import maximize_weighted
-from gazeem.gaze.batches import Batches
+from gazeem.gaze.batches import Batches, Runs
 from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.gaze.gauge import energy_centroid, subpixel_gauge
 from gazeem.gaze.posterior import GazePosterior, within_fixation_motion
@@ -171,16 +171,16 @@ class FixationProblem:
         chunk = self.batches.chunk_bins(self.batches.window_bin_bytes(win))
         acc = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
         window_ll = self.window_ll()
-        runs = self.batches.runs if self.response_weight is None else None
+        bins_in, runs = self.scored_bins()
         with torch.no_grad():
             if runs is not None:  # held frames: one row per run, exact (module docstring)
-                for idx, f, crops in self.batches.run_window_crops(win, chunk):
+                for idx, f, crops in self.batches.run_window_crops(win, chunk, runs):
                     positions = win.cells[f].to(d.counts.dtype)
                     ll = window_ll(crops, runs.mean_counts[idx], positions).reshape(idx.numel(), k)
                     ll = ll.to(torch.float64) * runs.size[idx, None].to(torch.float64)
                     acc.index_add_(0, f, ll + runs.log_factorial_gap[idx, None])
                 return acc
-            for bins, f, crops in self.batches.window_crops(win, chunk):
+            for bins, f, crops in self.batches.window_crops(win, chunk, bins_in):
                 positions = win.cells[f].to(d.counts.dtype)
                 ll = window_ll(crops, d.counts[bins], positions).reshape(bins.numel(), k)
                 acc.index_add_(0, f, self.weighted(ll.to(torch.float64), bins))
@@ -225,6 +225,17 @@ class FixationProblem:
                 ll = resp.log_likelihood(x, self.data.counts[b], z).to(torch.float64)
                 exact.index_put_((pf, pk), self.weighted(ll, b), accumulate=True)
         return exact
+
+    def scored_bins(self) -> tuple[torch.Tensor, Runs | None]:
+        """The fitted bins whose spikes enter the E-step (weight not 0, :attr:`response_weight`)
+        and, where frames are held and every weight is 0 or 1, their held-frame runs."""
+        d = self.data
+        if self.response_weight is None:
+            return d.fit_bins, self.batches.runs
+        w = self.response_weight.to(d.fit_bins.device)[d.fit_bins]
+        bins = d.fit_bins[w != 0]
+        binary = bool(((w == 0) | (w == 1)).all())
+        return bins, self.batches.runs_over(bins) if binary else None
 
     def weighted(self, ll: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         """``ll (M, ...)`` of ``bins (M,)`` times :attr:`response_weight`."""
@@ -367,11 +378,7 @@ class FixationProblem:
         """``Σ_t log p(y_t | z = cells[f(t)])`` in nats under the current response model."""
         cells = cells.to(self.data.counts.device)[:, None, :]
         ones = torch.ones(cells.shape[:2], dtype=torch.float64, device=cells.device)
-        total = 0.0
-        with torch.no_grad():
-            for x, y, z, w in self.batches.pair_batches(cells, ones, ones > 0, cache=False)():
-                total += float((w * self.response.log_likelihood(x, y, z)).sum())
-        return total
+        return self.pairs_loglik(self.batches.pair_batches(cells, ones, ones > 0, cache=False))
 
     def fit_response(self, cells: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor):
         """Refit the response on pairs ``cells (F, K, 2)`` weighted by ``weights (F, K)``;
@@ -439,11 +446,13 @@ class FixationProblem:
     def expected_objective(self, batches) -> float:
         """``Σ_pairs w · log p(y | x, z) + log_penalty`` at the current parameters (nats;
         a window objective leaves out ``Σ w log y!``, which the parameters do not change)."""
+        return self.pairs_loglik(batches) + float(self.response.log_penalty().detach())
+
+    def pairs_loglik(self, batches) -> float:
+        """``Σ_pairs w · log p(y | x, z)`` over a pair or window objective's batches, nats."""
         with torch.no_grad():
             if isinstance(batches, WindowObjective):
-                return batches.value(self.response) + float(self.response.log_penalty())
-            total = 0.0
-            for x, y, z, w in batches():
-                total += float((w * self.response.log_likelihood(x, y, z)).sum())
-            total += float(self.response.log_penalty())
-        return total
+                return batches.value(self.response)
+            return sum(
+                float((w * self.response.log_likelihood(x, y, z)).sum()) for x, y, z, w in batches()
+            )

@@ -48,12 +48,8 @@ class SmoothChoice:
 
 def expected_loglik(problem, cells, weights, keep) -> float:
     """``Σ w · log p(y | x, z)`` over the pairs ``keep`` of ``cells (F, K, 2)``, nats."""
-    total = 0.0
     batches = problem.batches.pair_batches(cells, weights, keep, cache=False, pooled=True)
-    with torch.no_grad():
-        for x, y, z, w in batches():
-            total += float((w * problem.response.log_likelihood(x, y, z)).sum())
-    return total
+    return problem.pairs_loglik(batches)
 
 
 def cross_validated_smooth(problem, post) -> SmoothChoice | None:

@@ -78,9 +78,9 @@ class SubpixelPosterior(FixationPosterior):
     def per_fixation(self, data: GazeData, tracker: TrackerModel) -> dict[str, np.ndarray]:
         s = super().per_fixation(data, tracker)
         q, pos, r = self.fine_q, self.fine_pos, self.rows.numpy()
-        mean, var = position_moments(q, pos)
+        mean, var = fine_moments(q, pos, self.width, self.field_var)
         s["mean"][r] = mean.numpy()
-        s["sd"][r] = (var + self.width**2 / 12 + self.field_var).sqrt().numpy()
+        s["sd"][r] = var.sqrt().numpy()
         s["map"][r] = pos[torch.arange(r.size), q.argmax(1)].numpy()
         return s
 
@@ -105,6 +105,13 @@ class SubpixelPosterior(FixationPosterior):
         extra[self.rows.numpy()] = self.drift_var.numpy()
         out["sd"] = np.sqrt(out["sd"] ** 2 + extra[data.fixation.cpu().numpy()][:, None])
         return out
+
+
+def fine_moments(q, pos, width: float, field_var: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(R, 2)`` mean and variance (px, px² per axis) of the fine posteriors ``q (R, S²)``
+    at ``pos (R, S², 2)``, the variance with a cell's own width and the fields' noise."""
+    mean, var = position_moments(q, pos)
+    return mean, var + width**2 / 12 + field_var
 
 
 def refine_subpixel(problem, post):
@@ -154,8 +161,7 @@ def refine_subpixel(problem, post):
     scores = (score() if crossed is None else crossed.scores)[rows]
     log_q_fine, _ = normalize_log(scores)
     field_var = 0.0 if crossed is None else crossed.field_var
-    mean, var = position_moments(log_q_fine.exp(), fine_pos[rows])
-    var = var + (1.0 / PHASES) ** 2 / 12 + field_var
+    mean, var = fine_moments(log_q_fine.exp(), fine_pos[rows], 1.0 / PHASES, field_var)
     drift_var, drift = tracker_drift_var(data, problem.tracker, rows, mean, var)
     base = {f.name: getattr(post, f.name) for f in fields(FixationPosterior)}
     return SubpixelPosterior(
