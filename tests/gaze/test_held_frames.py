@@ -195,3 +195,30 @@ def test_chain_shares_a_crop_per_held_frame(held, n_lags):
         assert torch.equal(torch.isinf(got), torch.isinf(want))
         ok = torch.isfinite(want)
         np.testing.assert_allclose(got[ok], want[ok], rtol=1e-11, atol=1e-9)
+
+
+def test_chain_mstep_pools_pairs_of_a_held_frame(held):
+    """The chain's M-step cuts one patch per (run, cell): its pairs pooled over the bins
+    of a held frame give the per-bin M-step's fields and tracker."""
+    from gazeem.gaze.drift import DriftProblem
+
+    fitted = []
+    for pooled in (True, False):
+        a, z0 = problem(held, 2)
+        a.fit_response_on_positions(torch.round(z0).long())
+        chain = DriftProblem(
+            a.data, a.grid, a.tracker, a.cell_prior, a.response, None, ProblemSettings()
+        )
+        estep = chain.e_step()
+        post = estep.posterior
+        nz = post.weights > 0
+        rows = torch.nonzero(nz, as_tuple=True)[0]
+        xy = post.windows.cells.cpu()[chain.group.cpu()[rows], post.cells[nz]]
+        if not pooled:
+            chain._shared_crops = lambda bins, f: None
+        n_pairs = sum(x.shape[0] for x, *_ in chain._pair_batches(rows, xy, post.weights[nz])())
+        assert n_pairs < 0.5 * rows.numel() if pooled else n_pairs == rows.numel()
+        chain.m_step(estep)
+        fitted.append((chain.response.rf.detach().clone(), float(chain.tracker.sigma)))
+    assert_same_fields(fitted[0][0], fitted[1][0])
+    assert fitted[0][1] == pytest.approx(fitted[1][1], rel=1e-8)

@@ -303,8 +303,12 @@ class Batches:
         counts = None if runs is None else runs.mean_counts
         return self.cached(make, n_pairs, cache, counts)
 
-    def sparse_pair_batches(self, bins, xy, w, cache: bool) -> Callable[[], Iterator[Batch]]:
-        """A callable yielding ``(x, y, z, w)`` batches over given (bin, position) pairs."""
+    def sparse_pair_batches(
+        self, bins, xy, w, cache: bool, counts: torch.Tensor | None = None
+    ) -> Callable[[], Iterator[Batch]]:
+        """A callable yielding ``(x, y, z, w)`` batches over given (bin, position) pairs;
+        with ``counts (M, N)``, pair ``i``'s counts are ``counts[i]``, not its bin's (pairs
+        pooled over bins that see the same frames)."""
         d = self.data
         p, lags = self.response.patch_size, self.response.n_lags
         dev = d.counts.device
@@ -319,9 +323,11 @@ class Batches:
                 top, left = z[:, 1] + oy - p // 2, z[:, 0] + ox - p // 2
                 idx = lagged_frame_index(d.frame, b, lags)
                 x = gather_crops(d.frames, idx, top, left, p, raw)
+                if counts is not None:
+                    b = torch.arange(s, s + b.numel(), device=dev)
                 yield x, b, z.to(d.counts.dtype), w[s : s + batch]
 
-        return self.cached(make, bins.numel(), cache)
+        return self.cached(make, bins.numel(), cache, counts)
 
     def cached(
         self, make, n_pairs: int, cache: bool, counts: torch.Tensor | None = None

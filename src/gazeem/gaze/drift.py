@@ -208,6 +208,30 @@ class DriftProblem:
             return None
         return first, torch.cumsum(first, 0) - 1
 
+    def _pair_batches(self, rows: torch.Tensor, xy: torch.Tensor, w: torch.Tensor):
+        """The M-step's pairs: chain positions ``rows (M,)`` at cells ``xy (M, 2)`` with
+        posterior weights ``w (M,)``. Where frames are held, the pairs of one run (the
+        same frames in one window, :meth:`_shared_crops`) at one cell are one pair of
+        weight ``Σ w`` and counts ``Σ w y / Σ w``: the same expected log-likelihood up
+        to its ``log y!`` terms, which no parameter changes, with one patch cut."""
+        d = self.data
+        bins = d.fit_bins.cpu()[rows]
+        shared = self._shared_crops(d.fit_bins, self.group)
+        if shared is None:
+            return self.batches.sparse_pair_batches(bins, xy, w, cache=True)
+        first, run = shared
+        keys = torch.stack([run.cpu()[rows], xy[:, 0], xy[:, 1]], 1)
+        uniq, inv = torch.unique(keys, dim=0, return_inverse=True)
+        w64 = w.to(torch.float64)
+        total = torch.zeros(uniq.shape[0], dtype=torch.float64).index_add_(0, inv, w64)
+        y = d.counts.cpu()[bins].to(torch.float64) * w64[:, None]
+        mean = torch.zeros(uniq.shape[0], y.shape[1], dtype=torch.float64).index_add_(0, inv, y)
+        mean = (mean / total[:, None]).to(d.counts)
+        run_bin = d.fit_bins.cpu()[first.cpu()]
+        return self.batches.sparse_pair_batches(
+            run_bin[uniq[:, 0]], uniq[:, 1:], total, cache=True, counts=mean
+        )
+
     def _emissions_fit(self, win: Windows) -> bool:
         """Whether every bin's float64 emissions fit in ``cache_mb`` (then kept, not redone)."""
         return self.settings.memory.fits_cache(self.kind.numel() * win.side**2 * 8)
@@ -306,9 +330,8 @@ class DriftProblem:
             )
         nz = post.weights > 0
         rows = torch.nonzero(nz, as_tuple=True)[0]
-        bins = d.fit_bins.cpu()[rows]
         xy = win.cells.cpu()[self.group.cpu()[rows], post.cells[nz]]
-        pairs = self.batches.sparse_pair_batches(bins, xy, post.weights[nz], cache=True)
+        pairs = self._pair_batches(rows, xy, post.weights[nz])
         self.base.maximize(pairs)
         self.tracker.m_step(
             TrackerStats.from_weighted(
