@@ -154,14 +154,14 @@ def test_spikes_of_a_subset_are_pooled_over_its_runs(held):
     weight[d.fit_bins[::2]] = 1.0
     weight[d.fit_bins[d.fixation[d.fit_bins] % 3 == 0]] = 0.0  # whole fixations left out
     a.response_weight = weight
-    bins, runs = a.scored_bins()
+    bins, runs = a.batches.scored(a.response_weight)
     assert bins.numel() == int(weight.sum())
     assert runs is not None and runs.n_runs < 0.5 * bins.numel()
     assert float(runs.size.sum()) == bins.numel()
     win = a.windows()
     got = a.window_loglik(win)
     a.response_weight = 0.5 * weight  # not 0 or 1: a row per bin, each weighted
-    assert a.scored_bins()[1] is None
+    assert a.batches.scored(a.response_weight)[1] is None
     want = 2.0 * a.window_loglik(win)
     np.testing.assert_allclose(got, want, rtol=1e-11)
     left_out = torch.unique(d.fixation[d.fit_bins][weight[d.fit_bins] == 0])

@@ -159,6 +159,16 @@ class Batches:
         chunk = self.chunk_bins(16 * self.data.n_units * self.data.counts.element_size())
         return Runs.of(self.data, self.response.n_lags, chunk, self.shift, bins)
 
+    def scored(self, weight: torch.Tensor | None) -> tuple[torch.Tensor, Runs | None]:
+        """The fitted bins whose spikes an E-step lets in (``weight (T,)`` not 0, every bin
+        without one) and, where frames are held and every weight is 0 or 1, their runs."""
+        d = self.data
+        if weight is None:
+            return d.fit_bins, self.runs
+        w = weight.to(d.fit_bins.device)[d.fit_bins]
+        bins = d.fit_bins[w != 0]
+        return bins, self.runs_over(bins) if bool(((w == 0) | (w == 1)).all()) else None
+
     def chunk_bins(self, bytes_per_bin: int) -> int:
         return self.budget.items_per_chunk(bytes_per_bin)
 

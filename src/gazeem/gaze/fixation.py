@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from gazeem.em.engine import EStep
 from gazeem.em.estep import normalize_log, prune_support, sample_support
 from gazeem.em.mstep import maximize_weighted
-from gazeem.gaze.batches import Batches, Runs
+from gazeem.gaze.batches import Batches
 from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.gaze.gauge import energy_centroid, subpixel_gauge
 from gazeem.gaze.posterior import GazePosterior, within_fixation_motion
@@ -171,7 +171,7 @@ class FixationProblem:
         chunk = self.batches.chunk_bins(self.batches.window_bin_bytes(win))
         acc = torch.zeros(win.cells.shape[:2], dtype=torch.float64, device=d.counts.device)
         window_ll = self.window_ll()
-        bins_in, runs = self.scored_bins()
+        bins_in, runs = self.batches.scored(self.response_weight)
         with torch.no_grad():
             if runs is not None:  # held frames: one row per run, exact (module docstring)
                 for idx, f, crops in self.batches.run_window_crops(win, chunk, runs):
@@ -225,17 +225,6 @@ class FixationProblem:
                 ll = resp.log_likelihood(x, self.data.counts[b], z).to(torch.float64)
                 exact.index_put_((pf, pk), self.weighted(ll, b), accumulate=True)
         return exact
-
-    def scored_bins(self) -> tuple[torch.Tensor, Runs | None]:
-        """The fitted bins whose spikes enter the E-step (weight not 0, :attr:`response_weight`)
-        and, where frames are held and every weight is 0 or 1, their held-frame runs."""
-        d = self.data
-        if self.response_weight is None:
-            return d.fit_bins, self.batches.runs
-        w = self.response_weight.to(d.fit_bins.device)[d.fit_bins]
-        bins = d.fit_bins[w != 0]
-        binary = bool(((w == 0) | (w == 1)).all())
-        return bins, self.batches.runs_over(bins) if binary else None
 
     def weighted(self, ll: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         """``ll (M, ...)`` of ``bins (M,)`` times :attr:`response_weight`."""
