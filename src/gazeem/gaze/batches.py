@@ -41,6 +41,15 @@ def concat_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return starts.repeat_interleave(lengths) + within - first.repeat_interleave(lengths)
 
 
+def run_starts(data: GazeData, bins: torch.Tensor, key: torch.Tensor, n_lags: int) -> torch.Tensor:
+    """``(M,)`` bool: which of ``bins`` start a run, where ``key (M,)`` (a fixation or a
+    window) or the lagged frames change from the bin before."""
+    frames = lagged_frame_index(data.frame, bins, n_lags)
+    new = torch.ones(bins.numel(), dtype=torch.bool, device=bins.device)
+    new[1:] = (key[1:] != key[:-1]) | (frames[1:] != frames[:-1]).any(1)
+    return new
+
+
 @dataclass(frozen=True)
 class Runs:
     """Runs of consecutive fitted bins of one fixation that see the same lagged frames.
@@ -80,9 +89,7 @@ class Runs:
         ``shift`` (:attr:`Batches.shift`), a run also ends where the bins' patch moves."""
         bins = data.fit_bins if bins is None else bins
         fix = data.fixation[bins]
-        frames = lagged_frame_index(data.frame, bins, n_lags)
-        new = torch.ones(bins.numel(), dtype=torch.bool, device=bins.device)
-        new[1:] = (fix[1:] != fix[:-1]) | (frames[1:] != frames[:-1]).any(1)
+        new = run_starts(data, bins, fix, n_lags)
         if shift is not None:
             s = shift[bins]
             new[1:] |= (s[1:] != s[:-1]).any(1)

@@ -23,12 +23,11 @@ import torch
 
 from gazeem.em.engine import EStep
 from gazeem.em.estep import prune_support
-from gazeem.gaze.batches import POOL_BELOW
+from gazeem.gaze.batches import POOL_BELOW, run_starts
 from gazeem.gaze.data import GazeData, GazeGrid, invalid_between
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
 from gazeem.gaze.intervals import LEVELS, window_intervals
-from gazeem.gaze.patches import lagged_frame_index
 from gazeem.gaze.posterior import CELL_VARIANCE, GazePosterior, position_moments, to_bins
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.windows import Windows, expected_positions
@@ -201,9 +200,7 @@ class DriftProblem:
         the response cannot share crops or sharing would not halve them."""
         if not hasattr(self.response, "shared_window_log_likelihood"):
             return None
-        frames = lagged_frame_index(self.data.frame, bins, self.response.n_lags)
-        first = torch.ones(bins.numel(), dtype=torch.bool, device=bins.device)
-        first[1:] = (f[1:] != f[:-1]) | (frames[1:] != frames[:-1]).any(1)
+        first = run_starts(self.data, bins, f, self.response.n_lags)
         if int(first.sum()) > POOL_BELOW * bins.numel():
             return None
         return first, torch.cumsum(first, 0) - 1
