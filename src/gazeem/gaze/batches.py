@@ -150,21 +150,19 @@ class Batches:
         if self._runs is False:
             self._runs = None
             if getattr(self.response, "poisson_in_counts", False):
-                d = self.data
-                item = d.counts.element_size()
-                chunk = self.chunk_bins(16 * d.n_units * item)
-                runs = Runs.of(d, self.response.n_lags, chunk, self.shift)
-                if runs.n_runs <= POOL_BELOW * d.fit_bins.numel():
+                runs = self._runs_of(None)
+                if runs.n_runs <= POOL_BELOW * self.data.fit_bins.numel():
                     self._runs = runs
         return self._runs
+
+    def _runs_of(self, bins: torch.Tensor | None) -> Runs:
+        chunk = self.chunk_bins(16 * self.data.n_units * self.data.counts.element_size())
+        return Runs.of(self.data, self.response.n_lags, chunk, self.shift, bins)
 
     def runs_over(self, bins: torch.Tensor) -> Runs | None:
         """Held-frame runs of the sorted subset ``bins`` of the fitted bins (``None`` where
         the session does not pool, :attr:`runs`)."""
-        if self.runs is None:
-            return None
-        chunk = self.chunk_bins(16 * self.data.n_units * self.data.counts.element_size())
-        return Runs.of(self.data, self.response.n_lags, chunk, self.shift, bins)
+        return None if self.runs is None else self._runs_of(bins)
 
     def scored(self, weight: torch.Tensor | None) -> tuple[torch.Tensor, Runs | None]:
         """The fitted bins whose spikes an E-step lets in (``weight (T,)`` not 0, every bin

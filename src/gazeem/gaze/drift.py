@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -205,6 +206,11 @@ class DriftProblem:
             return None
         return first, torch.cumsum(first, 0) - 1
 
+    @cached_property
+    def _session_runs(self):
+        """:meth:`_shared_crops` of every chain position: fixed for the session."""
+        return self._shared_crops(self.data.fit_bins, self.group)
+
     def _pair_batches(self, rows: torch.Tensor, xy: torch.Tensor, w: torch.Tensor):
         """The M-step's pairs: chain positions ``rows (M,)`` at cells ``xy (M, 2)`` with
         posterior weights ``w (M,)``. Where frames are held, the pairs of one run (the
@@ -213,7 +219,7 @@ class DriftProblem:
         to its ``log y!`` terms, which no parameter changes, with one patch cut."""
         d = self.data
         bins = d.fit_bins.cpu()[rows]
-        shared = self._shared_crops(d.fit_bins, self.group)
+        shared = self._session_runs
         if shared is None:
             return self.batches.sparse_pair_batches(bins, xy, w, cache=True)
         first, run = shared

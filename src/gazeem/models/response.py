@@ -26,12 +26,20 @@ def add_grad(param: torch.Tensor, grad: torch.Tensor) -> None:
         param.grad += grad
 
 
+def rate_and_log(drive: torch.Tensor, nonlinearity: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(λ, log λ)`` for a drive, with ``λ = f(drive)``, ``f`` = exp or softplus. With
+    softplus, ``λ`` is clamped at the dtype's smallest normal, so that ``y · log λ`` is
+    finite (0 where ``y = 0``)."""
+    if nonlinearity == "exp":
+        return drive.exp(), drive
+    rate = F.softplus(drive).clamp_min(torch.finfo(drive.dtype).tiny)
+    return rate, rate.log()
+
+
 def poisson_log_prob(counts: torch.Tensor, drive: torch.Tensor, nonlinearity: str) -> torch.Tensor:
     """Elementwise ``log Poisson(y; f(drive))`` in nats, with ``f`` = exp or softplus."""
-    if nonlinearity == "exp":
-        return counts * drive - torch.exp(drive) - torch.lgamma(counts + 1)
-    rate = F.softplus(drive).clamp_min(torch.finfo(drive.dtype).tiny)
-    return torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1)
+    rate, log_rate = rate_and_log(drive, nonlinearity)
+    return counts * log_rate - rate - torch.lgamma(counts + 1)
 
 
 class ResponseModel(torch.nn.Module):
@@ -180,13 +188,11 @@ class PoissonLN(ResponseModel):
         with torch.no_grad():
             xf = x.flatten(1)
             g = xf @ self.rf.flatten(1).T + self.bias
+            rate, log_rate = rate_and_log(g, self.nonlinearity)
+            ll = y * log_rate - rate
             if self.nonlinearity == "exp":
-                rate = torch.exp(g)
-                ll = y * g - rate
                 dll = y - rate
             else:
-                rate = F.softplus(g).clamp_min(torch.finfo(g.dtype).tiny)
-                ll = torch.xlogy(y, rate) - rate
                 dll = (y / rate - 1.0) * torch.sigmoid(g)
             r = (-scale) * w[:, None] * dll  # d loss / d drive, (M, N)
             grad_rf = (r.T @ xf).reshape(self.rf.shape)
@@ -237,8 +243,8 @@ class PoissonLN(ResponseModel):
         elif self.nonlinearity == "exp":
             ll = (yy * g - torch.exp(g)).sum(1)
         else:
-            rate = F.softplus(g).clamp_min(torch.finfo(g.dtype).tiny)
-            ll = (torch.xlogy(yy, rate) - rate).sum(1)
+            rate, log_rate = rate_and_log(g, self.nonlinearity)
+            ll = (yy * log_rate - rate).sum(1)
         return ll - torch.lgamma(y + 1).sum(1)[:, None, None]
 
     def shared_window_log_likelihood(
@@ -250,12 +256,7 @@ class PoissonLN(ResponseModel):
         ``N · W²`` operations a bin instead of ``N · W² · L · P²``."""
         g = F.conv2d(crops, self.rf) + self.bias[None, :, None, None]
         c, n, w, _ = g.shape
-        g = g.reshape(c, n, w * w)
-        if self.nonlinearity == "exp":
-            log_rate, rate = g, g.exp()
-        else:
-            rate = F.softplus(g).clamp_min(torch.finfo(g.dtype).tiny)
-            log_rate = rate.log()
+        rate, log_rate = rate_and_log(g.reshape(c, n, w * w), self.nonlinearity)
         lin = torch.bmm(y[:, None, :].to(g.dtype), log_rate[rows])[:, 0]
         ll = lin - rate.sum(1)[rows] - torch.lgamma(y + 1).sum(1)[:, None]
         return ll.reshape(-1, w, w)
