@@ -240,8 +240,6 @@ class PoissonLN(ResponseModel):
             gf = g.reshape(t, n, w * w)
             lin = torch.bmm(y[:, None, :].to(g.dtype), gf)[:, 0]
             ll = (lin - gf.exp_().sum(1)).reshape(t, w, w)
-        elif self.nonlinearity == "exp":
-            ll = (yy * g - torch.exp(g)).sum(1)
         else:
             rate, log_rate = rate_and_log(g, self.nonlinearity)
             ll = (yy * log_rate - rate).sum(1)
