@@ -2,20 +2,29 @@
 
 A scheduler (SLURM through Snakemake, or any other) must be told a job's memory and time
 before it starts. Both follow from the recording's length, the stimulus's size and the
-fit's settings, by the measurements of ``docs/performance.md`` (section 5: noise at
-60 Hz, 64×64 px frames, 100 units, 16 px patches, ``cache_mb: 1024``, 2 cores):
+fit's settings, by the whole fits of ``docs/performance.md`` ("Whole fits against the
+recording's duration": noise at 60 Hz, 64×64 px frames, 100 units, 16 px patches,
+``gazeem fit`` at its defaults, ``cache_mb: 1024``, 2 cores):
 
-- memory: ``810 MB + 19 MB per recorded minute`` up to an hour, plus the stimulus when
-  it is held in memory (float32). Of the 19 MB, 17 are the patch cache, which stops
-  growing at ``cache_mb``, and 2 the per-bin arrays (spike counts: in proportion to the
-  units);
-- time: one EM iteration costs ``s_per_iter_per_minute(minutes)`` seconds per recorded
-  minute (4.1 at 7.5 minutes, 4.6 at 15, 7.6 at 30, 10.2 at 60, linear between and
-  beyond), scaled by ``units / 100 × (patch / 16)²`` where that is above 1 (the E-step's
-  convolution is linear in both), and a fit runs at most ``max_iter`` iterations.
+- memory: ``810 MB`` of start-up, plus ``15 MB per recorded minute`` of per-bin arrays
+  (per 100 units), plus the patch cache (``17 MB per minute``, which stops growing at
+  ``cache_mb``; all of ``cache_mb`` for photographs held over bins, whose broad
+  posteriors fill it), plus the stimulus where it is held (float32 when it takes under
+  1 GiB, else one-byte codes for a stimulus of at most 256 values, else nothing: read
+  lazily), plus, for the per-bin chain, its two caches (emissions and forward messages,
+  ``125 MB per minute``, each kept only while it fits ``cache_mb``) and ``3 MB per
+  minute`` of its per-bin records;
+- time: one EM step costs ``s(m)`` seconds per recorded minute (the whole fit's time over
+  its steps, start-up and the held-out check included), by latent and length,
+  interpolated, and extended linearly beyond an hour; scaled by
+  ``units / 100 × (patch / 16)²`` where that is above 1 (the E-step's convolution is
+  linear in both); a fit runs at most ``max_iter`` iterations, plus one, plus the
+  tempered steps where it anneals.
 
-Both are asked for with a margin of 1.5, and doubled on each retry (``attempt``). This
-module imports neither torch nor the fit, so that Snakemake can size a job cheaply.
+``latent: auto`` is sized as the larger of the two latents (which one a session gets is
+decided on its data). Both are asked for with a margin of 1.5, and doubled on each retry
+(``attempt``). This module imports neither torch nor the fit, so that Snakemake can size
+a job cheaply.
 """
 
 from __future__ import annotations
@@ -29,11 +38,21 @@ import numpy as np
 from gazeem.errors import GazeemError
 from gazeem.gaze.anneal import temperatures
 
-#: ``(minutes of recording, s per EM iteration per minute)``, docs/performance.md section 5
-SECONDS_PER_ITERATION = ((7.5, 4.1), (15.0, 4.6), (30.0, 7.6), (60.0, 10.2))
+#: latent → ``(minutes of recording, s per EM step per recorded minute)``: the whole fits
+#: of docs/performance.md (fit time over tempered steps + iterations, noise, 2 cores)
+SECONDS_PER_STEP = {
+    "fixation": ((1.0, 2.4), (10.0, 3.35), (30.0, 3.65), (60.0, 3.95)),
+    "bin": ((1.0, 4.7), (10.0, 2.5), (30.0, 2.65)),
+}
 BASE_MB = 810.0
 CACHE_MB_PER_MINUTE = 17.0
-ARRAYS_MB_PER_MINUTE = 2.0
+ARRAYS_MB_PER_MINUTE = 15.0
+#: the per-bin chain's records (kept cells and weights, intervals), MB per minute
+CHAIN_MB_PER_MINUTE = 3.0
+#: the chain's two caches (emissions and forward messages), MB per minute, each kept
+#: only while it fits ``cache_mb``: at most ``CHAIN_CACHES × cache_mb``
+CHAIN_CACHE_MB_PER_MINUTE = 125.0
+CHAIN_CACHES = 2
 MARGIN = 1.5
 #: start-up, reading the session and writing the result, min
 FIXED_MINUTES = 5.0
@@ -49,9 +68,16 @@ DEFAULTS = {
     "cache_mb": 1024,
     "frames_in_memory": "auto",
     "anneal": "auto",
+    "latent": "auto",
 }
 #: ``frames_in_memory: auto`` holds a float32 stimulus in memory below this size
 IN_MEMORY_LIMIT_BYTES = 2**30
+#: as ``gazeem.gaze.patches`` (which imports torch; tests/test_sizing.py checks they agree):
+#: a stimulus of at most N_CODES values, counted on its first N_SAMPLED, and of at most
+#: CODED_MAX_VALUES values in all is held as one-byte codes
+N_CODES = 256
+N_SAMPLED = 2**16
+CODED_MAX_VALUES = 2**30
 
 
 @dataclass(frozen=True)
@@ -69,14 +95,16 @@ UNSIZED = FitResources(mem_mb=8000, runtime=240)
 
 @dataclass(frozen=True)
 class SessionSize:
-    """What sizes a fit: ``minutes`` recorded, ``units``, the stimulus's float32 bytes, and
+    """What sizes a fit: ``minutes`` recorded, ``units``, the stimulus's float32 bytes,
     whether frames are held over bins (fewer than half as many frames as bins:
-    photographs, which ``anneal: auto`` anneals)."""
+    photographs, which ``anneal: auto`` anneals), and whether the stimulus takes at most
+    256 values (then a fit holds it as one-byte codes, ``gazeem.gaze.patches``)."""
 
     minutes: float
     units: int
     stimulus_bytes: int
     held_frames: bool = False
+    coded: bool = False
 
     @classmethod
     def from_file(cls, path: str | Path) -> SessionSize:
@@ -90,22 +118,44 @@ class SessionSize:
                 bin_s = float(np.asarray(f.attrs["bin_s"]).reshape(-1)[0])
                 stimulus = int(np.prod(f["stimulus"].shape)) * 4
                 held = f["stimulus"].shape[0] <= 0.5 * n_bins
+                coded = _few_values(f["stimulus"])
         except (OSError, KeyError, IndexError, ValueError) as err:
             raise GazeemError(
                 f"{path}: field 'counts', 'stimulus' or 'bin_s': not an ingested session "
                 f"({err}); run `gazeem ingest` first"
             ) from None
-        return cls(n_bins * bin_s / 60.0, units, stimulus, held_frames=held)
+        return cls(n_bins * bin_s / 60.0, units, stimulus, held_frames=held, coded=coded)
 
 
-def seconds_per_iteration_per_minute(minutes: float) -> float:
-    """Measured EM iteration time per recorded minute, s, interpolated (flat below 7.5
-    minutes, extended linearly beyond an hour: the patch cache overflows there)."""
-    xs, ys = zip(*SECONDS_PER_ITERATION, strict=True)
+def _few_values(stimulus) -> bool:
+    """Whether the first frames' values (as many as the fit samples first, 65,536) are at
+    most 256 distinct values counting the background 0: what decides the fit's codes."""
+    per_frame = max(1, int(np.prod(stimulus.shape[1:])))
+    head = np.asarray(stimulus[: max(1, N_SAMPLED // per_frame)]).reshape(-1)[:N_SAMPLED]
+    return bool(np.isfinite(head).all()) and np.union1d(head, [0.0]).size <= N_CODES
+
+
+def seconds_per_step_per_minute(minutes: float, latent: str = "fixation") -> float:
+    """Measured whole-fit time per EM step per recorded minute, s, for ``latent``
+    (``fixation`` or ``bin``), interpolated (flat below a minute, extended linearly beyond
+    the longest measured session)."""
+    xs, ys = zip(*SECONDS_PER_STEP[latent], strict=True)
     if minutes <= xs[-1]:
         return float(np.interp(minutes, xs, ys))
     slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
     return ys[-1] + slope * (minutes - xs[-1])
+
+
+def held_stimulus_mb(size: SessionSize, frames_in_memory: bool | str) -> float:
+    """MB of stimulus a fit holds (``gazeem.gaze.data.GazeData.from_dataset``): float32
+    when loaded (``auto``: under 1 GiB), else one-byte codes of a few-valued stimulus of
+    at most 2³⁰ values, else none (read lazily)."""
+    if frames_in_memory is False:
+        return 0.0
+    if frames_in_memory is True or size.stimulus_bytes < IN_MEMORY_LIMIT_BYTES:
+        return size.stimulus_bytes / 2**20
+    values = size.stimulus_bytes // 4
+    return values / 2**20 if size.coded and values <= CODED_MAX_VALUES else 0.0
 
 
 def fit_resources(
@@ -114,15 +164,22 @@ def fit_resources(
     """The memory and time to ask for, for one session's fit with ``settings`` (the
     config's ``fit`` section; missing keys take GazeEM's defaults)."""
     s = {**DEFAULTS, **(settings or {})}
-    in_memory = s["frames_in_memory"]
-    if in_memory == "auto":
-        in_memory = size.stimulus_bytes < IN_MEMORY_LIMIT_BYTES
+    latents = ("fixation", "bin") if s["latent"] == "auto" else (s["latent"],)
+    if s.get("prior") == "hmm":  # deprecated spelling of latent: bin
+        latents = ("bin",)
     units = max(1.0, size.units / REFERENCE_UNITS)
-    cache = min(CACHE_MB_PER_MINUTE * size.minutes, max(float(s["cache_mb"]), 0.0))
+    cache_mb = max(float(s["cache_mb"]), 0.0)
+    # broad posteriors (held photographs: weak evidence) keep tens of cells a bin and fill
+    # the cache at any length; noise keeps about 3
+    cache = cache_mb if size.held_frames else min(CACHE_MB_PER_MINUTE * size.minutes, cache_mb)
     arrays = ARRAYS_MB_PER_MINUTE * units * size.minutes
-    mem = BASE_MB + cache + arrays + (size.stimulus_bytes / 2**20 if in_memory else 0.0)
+    mem = BASE_MB + cache + arrays + held_stimulus_mb(size, s["frames_in_memory"])
+    if "bin" in latents:
+        chain = min(CHAIN_CACHE_MB_PER_MINUTE * size.minutes, CHAIN_CACHES * cache_mb)
+        mem += chain + CHAIN_MB_PER_MINUTE * size.minutes
     work = max(1.0, size.units / REFERENCE_UNITS * (s["patch_size"] / REFERENCE_PATCH) ** 2)
-    per_iter_s = seconds_per_iteration_per_minute(size.minutes) * size.minutes * work
+    per_step = max(seconds_per_step_per_minute(size.minutes, lat) for lat in latents)
+    per_iter_s = per_step * size.minutes * work
     # the raw-trace fit and the final E-step cost about one iteration between them, and
     # annealing adds its tempered steps (gazeem.gaze.anneal)
     anneal = s["anneal"] is True or (s["anneal"] == "auto" and size.held_frames)
