@@ -61,3 +61,28 @@ def test_responses_without_gaze_information_give_the_trace_and_its_error():
     assert (z < 1.96).mean() >= 0.95
     assert rms(g["mean"], true_px(s)) == pytest.approx(rms(reading, true_px(s)), rel=0.05)
     assert est.to_dataset(s).attrs["correction_supported"] == 0
+
+
+def test_agreement_is_scored_on_an_even_sample_of_long_sessions(monkeypatch):
+    """Beyond AGREEMENT_MAX_FIXATIONS a fold's agreement is scored on that many fixations,
+    evenly spaced, so the check's cost stops growing with length (issue 19); the rest of
+    the check is untouched and the fraction stays within its sampling error."""
+    from gazeem.gaze import heldout
+
+    s = make_session("small", seed=7, n_units=16)
+    full = GazeEM(**KW).fit(s).fit_.heldout
+    scored = []
+    agreement = heldout.tracker_agreement
+
+    def spy(*args):
+        out = agreement(*args)
+        scored.append(out[2])
+        return out
+
+    monkeypatch.setattr(heldout, "AGREEMENT_MAX_FIXATIONS", 12)
+    monkeypatch.setattr(heldout, "tracker_agreement", spy)
+    capped = GazeEM(**KW).fit(s).fit_.heldout
+    assert scored == [12, 12]
+    assert capped.z == full.z and capped.bits_per_spike == full.bits_per_spike
+    se = np.sqrt(full.agreement * (1 - full.agreement) / 24)
+    assert abs(capped.agreement - full.agreement) <= 3 * se + 1 / 24

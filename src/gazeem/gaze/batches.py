@@ -18,6 +18,7 @@ terms are added back) and, for photographs, ~20x less work than a row per bin.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -149,11 +150,21 @@ class Batches:
         pooling would not halve the rows (see the module docstring)."""
         if self._runs is False:
             self._runs = None
-            if getattr(self.response, "poisson_in_counts", False):
+            if getattr(self.response, "poisson_in_counts", False) and self._may_pool:
                 runs = self._runs_of(None)
                 if runs.n_runs <= POOL_BELOW * self.data.fit_bins.numel():
                     self._runs = runs
         return self._runs
+
+    @functools.cached_property
+    def _may_pool(self) -> bool:
+        """Whether pooling can halve the rows: the runs without :attr:`shift` are a lower
+        bound of the runs with it (a shift only ends more runs), so a stimulus with a
+        frame per bin (noise) is ruled out once, without counting its runs' spikes."""
+        d = self.data
+        fix = d.fixation[d.fit_bins]
+        lower = int(run_starts(d, d.fit_bins, fix, self.response.n_lags).sum())
+        return lower <= POOL_BELOW * d.fit_bins.numel()
 
     def _runs_of(self, bins: torch.Tensor | None) -> Runs:
         chunk = self.chunk_bins(16 * self.data.n_units * self.data.counts.element_size())
