@@ -1,4 +1,8 @@
-"""Where the time of a fit goes: cProfile of one demo-sized fit, top functions by own time."""
+"""Where the time of a fit goes: cProfile of one demo-sized fit, top functions by own time;
+and, by stage, of ``gazeem fit`` on a whole-fit noise session of a given length.
+
+    python -m benchmarks.profile_fit 10 30    # stages at 10 and 30 minutes, 3 iterations
+"""
 
 from __future__ import annotations
 
@@ -44,5 +48,57 @@ def markdown(rows: list[dict]) -> str:
 
 from pathlib import Path  # noqa: E402
 
+#: the stages of a fit, as (label, function name in the profile)
+STAGES = (
+    ("whole fit", "cmd_fit"),
+    ("EM (E- and M-steps)", "run_em"),
+    ("held-out check", "heldout_comparison"),
+    ("… its tracker agreement", "tracker_agreement"),
+    ("… its re-inferences", "_reinfer"),
+    ("cross-fitted sub-pixel scoring", "refine_subpixel"),
+    ("counting held-frame runs", "_runs_of"),
+    ("reading and encoding the session", "from_dataset"),
+)
+
+
+def stages(minutes: float, max_iter: int = 3) -> dict:
+    """Cumulative seconds of each stage of ``gazeem fit`` (per fixation, ``max_iter``
+    iterations) on the whole-fit noise session of ``minutes``, and each EM step's seconds."""
+    import tempfile
+
+    import xarray as xr
+
+    from benchmarks.whole_fit import INGEST, WRITE, run_py
+    from gazeem.cli import main
+
+    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent) as d:
+        src, ses, out = (Path(d) / f"s.{ext}" for ext in ("nwb", "nc", "fit.nc"))
+        geometry = run_py(WRITE, "noise", minutes, src).strip().splitlines()[-1]
+        run_py(INGEST, src, ses, geometry)
+        args = ["latent=fixation", "patch_size=16", "device=cpu", "grid_margin_px=8"]
+        args += [f"max_iter={max_iter}"]
+        prof = cProfile.Profile()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prof.enable()
+            main(["fit", str(ses), str(out), *[a for k in args for a in ("--set", k)]])
+            prof.disable()
+        with xr.open_dataset(out, engine="h5netcdf") as f:
+            steps = [round(float(v), 1) for v in f["seconds_per_iter"].values]
+    cum: dict[str, float] = {}
+    for (_file, _line, fn), (_cc, _nc, _tt, ct, _) in pstats.Stats(prof).stats.items():
+        cum[fn] = max(cum.get(fn, 0.0), ct)
+    row = {"minutes": minutes, "EM step seconds": steps}
+    row.update({label: round(cum.get(fn, 0.0), 1) for label, fn in STAGES})
+    return row
+
+
 if __name__ == "__main__":
-    print(markdown(run()))
+    import json
+    import sys
+
+    if len(sys.argv) > 1:
+        for m in sys.argv[1:]:
+            print(json.dumps(stages(float(m))), flush=True)
+    else:
+        print(markdown(run()))

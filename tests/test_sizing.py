@@ -13,6 +13,7 @@ from gazeem.sizing import (
     CODED_MAX_VALUES,
     DEFAULTS,
     FIXED_MINUTES,
+    ITERATION_S_PER_MINUTE,
     MARGIN,
     N_CODES,
     N_SAMPLED,
@@ -32,8 +33,9 @@ NOISE_VALUES = 64 * 64 * 3600  # a minute of 60 Hz 64×64 frames
 WHOLE_FITS = [
     ("noise", 1, "fixation", 14, 33.0, 709),
     ("noise", 1, "bin", 12, 56.5, 930),
-    ("noise", 10, "fixation", 9, 301, 1644),
+    ("noise", 10, "fixation", 6, 293.4, 1804),
     ("noise", 10, "bin", 13, 325, 2869),
+    ("noise", 30, "fixation", 14, 1211.8, 2312),
     ("noise", 30, "bin", 15, 1194, 3570),
     ("noise", 60, "fixation", 9, 2132, 3492),
     ("photographs", 10, "fixation", 27, 356, 1587),
@@ -67,9 +69,9 @@ def test_request_covers_the_lazy_one_iteration_fits(minutes):
     size = SessionSize(minutes=minutes, units=100, stimulus_bytes=10**9)
     settings = {"frames_in_memory": False, "max_iter": 1, "latent": "fixation"}
     estimate = fit_resources(size, settings).mem_mb / MARGIN
-    # at or above the measured peak, by at most 45% (the per-bin arrays are sized by the
+    # at or above the measured peak, by at most 60% (the per-bin arrays are sized by the
     # whole fits below, which keep more per bin than one iteration does)
-    assert MEASURED_PEAK_MB[minutes] <= estimate <= 1.45 * MEASURED_PEAK_MB[minutes]
+    assert MEASURED_PEAK_MB[minutes] <= estimate <= 1.6 * MEASURED_PEAK_MB[minutes]
 
 
 @pytest.mark.parametrize("fit", WHOLE_FITS, ids=lambda f: f"{f[0]}-{f[1]}min-{f[2]}")
@@ -106,11 +108,12 @@ def test_coded_stimulus_is_counted_where_it_is_held():
 
 def test_request_grows_with_length_units_and_retries():
     base = fit_resources(SessionSize(60, 100, 0))
-    assert fit_resources(SessionSize(120, 100, 0)).runtime > 2 * base.runtime
-    # twice the units, twice the iterations' time (the 5 minutes of start-up stay)
+    # twice the length or twice the units, twice the time (the 5 minutes of start-up stay)
     fixed = FIXED_MINUTES * MARGIN
-    twice = fit_resources(SessionSize(60, 200, 0)).runtime - fixed
-    assert twice == pytest.approx(2 * (base.runtime - fixed), abs=2)
+    for longer in (SessionSize(120, 100, 0), SessionSize(60, 200, 0)):
+        assert fit_resources(longer).runtime - fixed == pytest.approx(
+            2 * (base.runtime - fixed), abs=2
+        )
     again = fit_resources(SessionSize(60, 100, 0), attempt=2)
     assert (again.mem_mb, again.runtime) == pytest.approx((2 * base.mem_mb, 2 * base.runtime), 0.01)
     # a stimulus held in memory is counted, one that is read lazily is not
@@ -123,9 +126,8 @@ def test_annealing_adds_its_tempered_steps():
     # photographs held over bins are annealed (anneal: auto): 16 more M-steps to pay for
     noise = fit_resources(SessionSize(60, 100, 0), {"max_iter": 30})
     photos = fit_resources(SessionSize(60, 100, 0, held_frames=True), {"max_iter": 30})
-    assert photos.runtime - 5 * MARGIN == pytest.approx(
-        (noise.runtime - 5 * MARGIN) * 47 / 31, 0.01
-    )
+    extra = MARGIN * 16 * ITERATION_S_PER_MINUTE * 60 / 60  # minutes, at 60 minutes
+    assert photos.runtime - noise.runtime == pytest.approx(extra, abs=1)
     off = fit_resources(
         SessionSize(60, 100, 0, held_frames=True), {"max_iter": 30, "anneal": False}
     )

@@ -6,22 +6,22 @@ fit's settings, by the whole fits of ``docs/performance.md`` ("Whole fits agains
 recording's duration": noise at 60 Hz, 64×64 px frames, 100 units, 16 px patches,
 ``gazeem fit`` at its defaults, ``cache_mb: 1024``, 2 cores):
 
-- memory: ``810 MB`` of start-up, plus ``15 MB per recorded minute`` of per-bin arrays
+- memory: ``810 MB`` of start-up, plus ``20 MB per recorded minute`` of per-bin arrays
   (per 100 units), plus the patch cache (``17 MB per minute``, which stops growing at
   ``cache_mb``; all of ``cache_mb`` for photographs held over bins, whose broad
   posteriors fill it), plus the stimulus where it is held (float32 when it takes under
-  1 GiB, else one-byte codes for a stimulus of at most 256 values, else nothing: read
-  lazily), plus, for the per-bin chain, its two caches (emissions and forward messages,
-  ``125 MB per minute``, each kept only while it fits ``cache_mb``) and ``3 MB per
-  minute`` of its per-bin records;
-- time: one EM step costs ``s(m)`` seconds per recorded minute (the whole fit's time over
-  its steps, start-up and the held-out check included), by latent and length,
-  interpolated, and extended linearly beyond an hour; scaled by
-  ``units / 100 × (patch / 16)²`` where that is above 1 (the E-step's convolution is
-  linear in both); a fit runs at most ``max_iter`` iterations, plus one, plus the
-  tempered steps where it anneals.
+  1 GiB, and one-byte codes for a stimulus of at most 256 values, made from that array
+  or read a piece at a time), plus, for the per-bin chain, its two caches (emissions
+  and forward messages, ``125 MB per minute``, each kept only while it fits
+  ``cache_mb``) and ``3 MB per minute`` of its per-bin records;
+- time: ``15 s`` per recorded minute for what a fit does once (the raw-trace fit, the
+  held-out check, the cross-fitted scoring) and ``4.2 s`` per recorded minute for each
+  EM iteration or tempered step (the costliest measured; both linear in length once the
+  held-out check's agreement is sampled), scaled by ``units / 100 × (patch / 16)²``
+  where that is above 1 (the E-step's convolution is linear in both); a fit runs at most
+  ``max_iter`` iterations, plus one, plus the tempered steps where it anneals.
 
-``latent: auto`` is sized as the larger of the two latents (which one a session gets is
+``latent: auto`` is given the larger memory of the two latents (which one a session gets is
 decided on its data). Both are asked for with a margin of 1.5, and doubled on each retry
 (``attempt``). This module imports neither torch nor the fit, so that Snakemake can size
 a job cheaply.
@@ -38,15 +38,15 @@ import numpy as np
 from gazeem.errors import GazeemError
 from gazeem.gaze.anneal import temperatures
 
-#: latent → ``(minutes of recording, s per EM step per recorded minute)``: the whole fits
-#: of docs/performance.md (fit time over tempered steps + iterations, noise, 2 cores)
-SECONDS_PER_STEP = {
-    "fixation": ((1.0, 2.4), (10.0, 3.35), (30.0, 3.65), (60.0, 3.95)),
-    "bin": ((1.0, 4.7), (10.0, 2.5), (30.0, 2.65)),
-}
+#: s per recorded minute, 100 units, 16 px patches, 2 cores (docs/performance.md, "Where
+#: the growth was"): what a fit does once (the raw-trace fit, the held-out check, the
+#: cross-fitted scoring, reading the session), and each EM iteration or tempered step
+#: (the costliest measured, the first M-step's, 3.6-4.1 s; the chain's 2.5-2.7 s)
+FIXED_S_PER_MINUTE = 15.0
+ITERATION_S_PER_MINUTE = 4.2
 BASE_MB = 810.0
 CACHE_MB_PER_MINUTE = 17.0
-ARRAYS_MB_PER_MINUTE = 15.0
+ARRAYS_MB_PER_MINUTE = 20.0
 #: the per-bin chain's records (kept cells and weights, intervals), MB per minute
 CHAIN_MB_PER_MINUTE = 3.0
 #: the chain's two caches (emissions and forward messages), MB per minute, each kept
@@ -135,27 +135,18 @@ def _few_values(stimulus) -> bool:
     return bool(np.isfinite(head).all()) and np.union1d(head, [0.0]).size <= N_CODES
 
 
-def seconds_per_step_per_minute(minutes: float, latent: str = "fixation") -> float:
-    """Measured whole-fit time per EM step per recorded minute, s, for ``latent``
-    (``fixation`` or ``bin``), interpolated (flat below a minute, extended linearly beyond
-    the longest measured session)."""
-    xs, ys = zip(*SECONDS_PER_STEP[latent], strict=True)
-    if minutes <= xs[-1]:
-        return float(np.interp(minutes, xs, ys))
-    slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-    return ys[-1] + slope * (minutes - xs[-1])
-
-
 def held_stimulus_mb(size: SessionSize, frames_in_memory: bool | str) -> float:
     """MB of stimulus a fit holds (``gazeem.gaze.data.GazeData.from_dataset``): float32
-    when loaded (``auto``: under 1 GiB), else one-byte codes of a few-valued stimulus of
-    at most 2³⁰ values, else none (read lazily)."""
+    when loaded (``auto``: under 1 GiB), and one-byte codes of a few-valued stimulus of
+    at most 2³⁰ values (made from the loaded array, or read a piece at a time when it is
+    not loaded)."""
     if frames_in_memory is False:
         return 0.0
-    if frames_in_memory is True or size.stimulus_bytes < IN_MEMORY_LIMIT_BYTES:
-        return size.stimulus_bytes / 2**20
     values = size.stimulus_bytes // 4
-    return values / 2**20 if size.coded and values <= CODED_MAX_VALUES else 0.0
+    codes = values / 2**20 if size.coded and values <= CODED_MAX_VALUES else 0.0
+    if frames_in_memory is True or size.stimulus_bytes < IN_MEMORY_LIMIT_BYTES:
+        return size.stimulus_bytes / 2**20 + codes  # the loaded array stays with the session
+    return codes
 
 
 def fit_resources(
@@ -178,13 +169,11 @@ def fit_resources(
         chain = min(CHAIN_CACHE_MB_PER_MINUTE * size.minutes, CHAIN_CACHES * cache_mb)
         mem += chain + CHAIN_MB_PER_MINUTE * size.minutes
     work = max(1.0, size.units / REFERENCE_UNITS * (s["patch_size"] / REFERENCE_PATCH) ** 2)
-    per_step = max(seconds_per_step_per_minute(size.minutes, lat) for lat in latents)
-    per_iter_s = per_step * size.minutes * work
-    # the raw-trace fit and the final E-step cost about one iteration between them, and
-    # annealing adds its tempered steps (gazeem.gaze.anneal)
+    # the final E-step costs about one iteration, and annealing adds its tempered steps
     anneal = s["anneal"] is True or (s["anneal"] == "auto" and size.held_frames)
     iterations = int(s["max_iter"]) + 1 + (len(temperatures()) if anneal else 0)
-    minutes = iterations * per_iter_s / 60.0 + FIXED_MINUTES
+    per_minute_s = (FIXED_S_PER_MINUTE + iterations * ITERATION_S_PER_MINUTE) * work
+    minutes = per_minute_s * size.minutes / 60.0 + FIXED_MINUTES
     scale = MARGIN * 2 ** (max(int(attempt), 1) - 1)
     return FitResources(
         mem_mb=max(MIN_MEM_MB, math.ceil(scale * mem)),
