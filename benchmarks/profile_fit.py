@@ -68,15 +68,14 @@ def stages(minutes: float, max_iter: int = 3) -> dict:
 
     import xarray as xr
 
-    from benchmarks.whole_fit import INGEST, WRITE, run_py
+    from benchmarks.whole_fit import INGEST, WRITE, fit_settings, run_py
     from gazeem.cli import main
 
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent) as d:
         src, ses, out = (Path(d) / f"s.{ext}" for ext in ("nwb", "nc", "fit.nc"))
         geometry = run_py(WRITE, "noise", minutes, src).strip().splitlines()[-1]
         run_py(INGEST, src, ses, geometry)
-        args = ["latent=fixation", "patch_size=16", "device=cpu", "grid_margin_px=8"]
-        args += [f"max_iter={max_iter}"]
+        args = [*fit_settings("noise", "fixation"), f"max_iter={max_iter}"]
         prof = cProfile.Profile()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

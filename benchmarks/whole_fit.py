@@ -60,16 +60,20 @@ ingest_session(SessionMeta(session="whole", path=src, format="nwb", **geometry),
 FIT = """
 import json, resource, sys, time
 from gazeem.cli import main
-ses, out, latent, patch = sys.argv[1:5]
+ses, out, settings = sys.argv[1], sys.argv[2], sys.argv[3:]
 t = time.perf_counter()
-rc = main(["fit", ses, out, "--set", f"latent={latent}", "--set", f"patch_size={patch}",
-           "--set", "device=cpu", "--set", "grid_margin_px=8"])
+rc = main(["fit", ses, out, *[a for kv in settings for a in ("--set", kv)]])
 print(json.dumps({"rc": rc, "fit_s": time.perf_counter() - t,
                   "fit_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 sys.exit(rc)
 """
 
 PATCH = {"noise": 16, "photographs": 20}
+
+
+def fit_settings(stimulus: str, latent: str) -> list[str]:
+    """``gazeem fit --set`` values of the whole fits: the defaults but for these."""
+    return [f"latent={latent}", f"patch_size={PATCH[stimulus]}", "device=cpu", "grid_margin_px=8"]
 
 
 def accuracy(session: Path, fit: Path) -> dict:
@@ -117,7 +121,8 @@ def measure(stimulus: str, minutes: float, latents, workdir: Path) -> list[dict]
     for latent in latents:
         fit = workdir / f"{stimulus}{minutes:g}.{latent}.fit.nc"
         t = time.perf_counter()
-        res = json.loads(run_py(FIT, ses, fit, latent, PATCH[stimulus]).strip().splitlines()[-1])
+        out = run_py(FIT, ses, fit, *fit_settings(stimulus, latent))
+        res = json.loads(out.strip().splitlines()[-1])
         wall = time.perf_counter() - t
         row = {"stimulus": stimulus, "minutes": minutes, "latent": latent}
         row.update(accuracy(ses, fit))
