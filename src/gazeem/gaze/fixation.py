@@ -22,7 +22,7 @@ from gazeem.em.mstep import maximize_weighted
 from gazeem.gaze.batches import Batches
 from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.gaze.gauge import energy_centroid, subpixel_gauge
-from gazeem.gaze.posterior import GazePosterior, within_fixation_motion
+from gazeem.gaze.posterior import GazePosterior, motion_shift, within_fixation_motion
 from gazeem.gaze.settings import ProblemSettings
 from gazeem.gaze.window_mstep import WindowObjective
 from gazeem.gaze.windows import Windows, make_windows, window_half_width
@@ -139,17 +139,18 @@ class FixationProblem:
 
         The latent of a fixation is then where the fixation sits (the tracker's error, which
         changes slowly, is constant over it), and bin ``t`` is scored at that cell moved by
-        ``round(w · d_t)`` px, the tracker's reading about the fixation's mean,
-        Wiener-weighted against its jitter (:func:`within_fixation_motion`, the same motion
-        that the reported per-bin gaze adds). Where the tracker resolves no motion (``w``
-        near 0, short fixations) every move rounds to 0 and nothing changes; on long
-        fixations with drift, a fixed gaze would blur the fields and put the fixation
-        on one cell of the several the eye crossed (issue 18).
+        ``w · d_t`` px, the tracker's reading about the fixation's mean, Wiener-weighted
+        against its jitter (:func:`within_fixation_motion`, the same motion that the
+        reported per-bin gaze adds), rounded with hysteresis (:func:`motion_shift`). Where
+        the tracker resolves no motion (``w`` near 0, short fixations) every move rounds to
+        0 and nothing changes; on long fixations with drift, a fixed gaze would blur the
+        fields and put the fixation on one cell of the several the eye crossed (issue 18).
         """
         shift = None
         if FOLLOW_MOTION:
             motion, _, _ = within_fixation_motion(self.data, self.tracker)
-            shift = torch.as_tensor(motion).round().to(torch.int64)
+            self._placed = motion_shift(motion, getattr(self, "_placed", None))
+            shift = self._placed.shift
         self.batches.set_shift(None if shift is None else shift.to(self.data.counts.device))
 
     def windows(self, drawn_keys: torch.Tensor | None = None) -> Windows:
