@@ -46,6 +46,28 @@ def counts():
 
 
 class TestRunEM:
+    def test_a_settled_answer_ends_em_before_tol_and_is_recorded(self, counts):
+        """``settled`` stops EM on the answer: here the rates, at 1e-3 of a spike per bin
+        for two steps in a row, long before the objective's change reaches 1e-13."""
+        model = TwoPoissonMixture(counts, [1.0, 5.0], [0.5, 0.5])
+        history = []
+
+        def settled() -> bool:
+            history.append(model.rates.clone())
+            moves = [
+                float((a - b).abs().max()) for a, b in zip(history[1:], history[:-1], strict=True)
+            ]
+            return len(moves) >= 2 and max(moves[-2:]) < 1e-3
+
+        _, state = run_em(model, tol=1e-13, max_iter=20000, settled=settled)
+        assert state.converged and state.settled
+        assert state.n_iter == len(history) < 200
+        ref = TwoPoissonMixture(counts, [1.0, 5.0], [0.5, 0.5])
+        _, full = run_em(ref, tol=1e-13, max_iter=20000)
+        assert full.converged and not full.settled and full.n_iter > state.n_iter
+        # what the early stop left: rates within 0.05 spikes per bin of the fixed point's
+        np.testing.assert_allclose(model.rates, ref.rates, atol=0.05)
+
     def test_converges_to_a_fixed_point_and_never_decreases(self, counts):
         model = TwoPoissonMixture(counts, [1.0, 5.0], [0.5, 0.5])
         _, state = run_em(model, tol=1e-13, max_iter=20000)

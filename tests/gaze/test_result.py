@@ -155,3 +155,28 @@ def test_gaze_change_is_how_far_the_posterior_means_moved():
     assert change[3, 1] == pytest.approx(moved.max(), rel=1e-9, abs=1e-12)
     assert moved.max() > 0  # the test compares a real move
     np.testing.assert_allclose(fits[1].to_dataset(ds)["gaze_change_rms_px"], change[:, 0])
+
+
+def test_gaze_tol_stops_em_at_the_second_small_move_in_a_row():
+    """With ``tol = 0`` only the answer can end EM: the fit stops at the first iteration
+    whose move and the previous one are both below ``gaze_tol``, found in the trace of a
+    longer fit (EM is deterministic), and records that it stopped on the gaze."""
+    import warnings
+
+    from tests.conftest import make_session
+
+    ds = make_session("small", seed=7)
+    fit = {**FIT, "tol": 0.0, "heldout_check": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        long = GazeEM(**{**fit, "max_iter": 8}).fit(ds)
+    rms = long.fit_.gaze_change[:, 0]
+    gaze_tol = 1.001 * float(max(rms[4], rms[5]))
+    first = next(k for k in range(2, 9) if max(rms[k - 1], rms[k]) < gaze_tol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = GazeEM(**{**fit, "max_iter": 50, "gaze_tol": gaze_tol}).fit(ds)
+    assert est.converged_ and est.state_.settled and est.n_iter_ == first <= 5
+    np.testing.assert_array_equal(est.loglik_, long.loglik_[: first + 1])
+    assert est.to_dataset(ds).attrs["converged_on_gaze"] == 1
+    assert long.to_dataset(ds).attrs["converged_on_gaze"] == 0

@@ -87,6 +87,8 @@ class EMState:
     seconds_per_iter: tuple[float, ...]
     #: SQUAREM: extrapolations accepted, and the E-steps spent trying them
     extrapolations: tuple[int, int] = (0, 0)
+    #: converged because ``settled`` said the answer had stopped moving (not on ``tol``)
+    settled: bool = False
 
     @property
     def final_log_likelihood(self) -> float:
@@ -104,6 +106,7 @@ def run_em(
     callback: Callable[[int, EStep], None] | None = None,
     previous: float | None = None,
     accelerate: bool = False,
+    settled: Callable[[], bool] | None = None,
 ) -> tuple[EStep, EMState]:
     """Iterate E- and M-steps until the objective stops changing.
 
@@ -131,6 +134,11 @@ def run_em(
         SQUAREM (:mod:`gazeem.em.squarem`) after every two EM steps, for exact models
         that expose their parameters; an accepted extrapolation is recorded as an
         iteration, and ``EMState.extrapolations`` counts the E-steps spent on tries.
+    settled
+        Asked after each EM step (after ``callback``): True when the model's answer has
+        stopped moving by its own measure, which also ends EM (``EMState.settled``). For
+        models whose objective keeps a wander of a few nats that ``tol`` cannot tell from
+        progress (:class:`gazeem.gaze.posterior.GazeMoves`).
 
     Returns
     -------
@@ -162,11 +170,12 @@ def run_em(
     thetas = [model.parameter_vector()] if accel else []
     extra = [0, 0]  # extrapolations accepted, E-steps spent on them
     n_iter = 0
+    by_answer = False
 
     def record(estep: EStep, t0: float, em_step: bool = True) -> bool:
         """Append the point ``estep`` to the history; True when EM has converged (judged
         on EM steps only: an extrapolation near θ2 changes little without settling)."""
-        nonlocal n_iter
+        nonlocal n_iter, by_answer
         n_iter += 1
         lls.append(estep.log_likelihood)
         objs.append(estep.log_likelihood + model.log_penalty())
@@ -193,7 +202,12 @@ def run_em(
             )
             notes.append(msg)
             warnings.warn(msg, LikelihoodDecreaseWarning, stacklevel=3)
-        return em_step and abs(change) / n_obs < tol
+        if not em_step:
+            return False
+        if abs(change) / n_obs < tol:
+            return True
+        by_answer = settled is not None and settled()
+        return by_answer
 
     try:
         while not converged and n_iter < max_iter:
@@ -233,6 +247,7 @@ def run_em(
         warnings=tuple(notes),
         seconds_per_iter=tuple(secs),
         extrapolations=(extra[0], extra[1]),
+        settled=by_answer and converged,
     )
     return estep, state
 

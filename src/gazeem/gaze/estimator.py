@@ -117,8 +117,10 @@ class GazeEM:
         support is then compared before and after, and the step is halved until it rises
         (a generalised EM step; the objective still never falls). This bounds the
         M-step's many passes to that many cells per bin.
-    tol, max_iter
-        Convergence: stop when the objective changes by less than ``tol`` nats per bin.
+    tol, max_iter, gaze_tol
+        Convergence: stop when the objective changes by less than ``tol`` nats per bin,
+        or (``gaze_tol > 0``) when the posterior mean gaze moved by less than ``gaze_tol``
+        px RMS at each of two iterations in a row (``docs/performance.md``).
     device, dtype
         ``"auto" | "cpu" | "cuda"``; ``"float32"`` (default; float64 accumulation) or ``"float64"``.
     chunk_mb, cache_mb
@@ -201,6 +203,7 @@ class GazeEM:
         mstep_max_cells: int = 32,
         tol: float = 1e-5,
         max_iter: int = 50,
+        gaze_tol: float = 0.0,
         device: str = "auto",
         dtype: str = "float32",
         chunk_mb: int = 256,
@@ -223,8 +226,7 @@ class GazeEM:
         self.learn_gain = learn_gain
         self.offset = offset
         self.latent = latent
-        self.prior = prior
-        self.prior_weights = prior_weights
+        self.prior, self.prior_weights = prior, prior_weights
         self.prior_pseudocount = prior_pseudocount
         self.sigma_drift_init = sigma_drift_init
         self.sigma_sacc_init = sigma_sacc_init
@@ -233,9 +235,7 @@ class GazeEM:
         self.estep = estep
         self.num_samples = num_samples
         self.fast_top_k = fast_top_k
-        self.window_k = window_k
-        self.window_min = window_min
-        self.window_max = window_max
+        self.window_k, self.window_min, self.window_max = window_k, window_min, window_max
         self.grid_margin_px = grid_margin_px
         self.mstep = mstep
         self.mstep_max_iter = mstep_max_iter
@@ -243,8 +243,7 @@ class GazeEM:
         self.adam_lr = adam_lr
         self.prune_mass = prune_mass
         self.mstep_max_cells = mstep_max_cells
-        self.tol = tol
-        self.max_iter = max_iter
+        self.tol, self.max_iter, self.gaze_tol = tol, max_iter, gaze_tol
         self.device = device
         self.dtype = dtype
         self.chunk_mb = chunk_mb
@@ -366,6 +365,7 @@ class GazeEM:
         em = dict(tol=self.tol, max_iter=self.max_iter, progress=self.progress, desc=f"EM {name}")
         em.update(rel_slack=1e-6 if data.counts.dtype == torch.float64 else 2e-5)
         em.update(callback=(moves := GazeMoves(data)), accelerate=self.accelerate)
+        em.update(settled=(lambda: moves.settled(self.gaze_tol)) if self.gaze_tol else None)
         estep, state = run_em(problem, **em)
         choice = None
         if self.smooth == "cv" and latent == "fixation":  # gazeem.gaze.penalty

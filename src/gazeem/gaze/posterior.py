@@ -144,6 +144,12 @@ class GazeMoves:
     def as_array(self) -> np.ndarray:
         return np.asarray(self.moves, dtype=np.float64).reshape(-1, 2)
 
+    def settled(self, tol_px: float) -> bool:
+        """True when the RMS move was below ``tol_px`` at each of the last two iterations
+        (``run_em``'s ``settled``; ``tol_px = 0`` never settles)."""
+        last = [rms for rms, _ in self.moves[1:][-2:]]
+        return len(last) == 2 and max(last) < tol_px
+
 
 def to_bins(data: GazeData, per_fit_bin: np.ndarray) -> np.ndarray:
     """``(N, 2, ...)`` values over ``data.fit_bins`` → ``(T, 2, ...)``, NaN elsewhere."""

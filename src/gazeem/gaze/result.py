@@ -263,6 +263,7 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         **smooth_attrs(fit),
         "n_iter": int(fit.state.n_iter),
         "converged": int(fit.state.converged),
+        "converged_on_gaze": int(fit.state.settled),
         "offset_mode": fit.offset_mode,
         "gauge_shift_px": [float(v) for v in fit.gauge_shift],
         "gain_se": [float(v) for v in fit.gain_se],

@@ -145,6 +145,7 @@ PARAMETER_CONSTRAINTS: dict[str, dict] = {
     "prune_mass": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
     "mstep_max_cells": _POSITIVE_INT,
     "tol": {"type": "number", "minimum": 0},
+    "gaze_tol": {"type": "number", "minimum": 0},
     "max_iter": {"type": "integer", "minimum": 0},
     "device": {"type": "string", "pattern": "^(auto|cpu|cuda(:[0-9]+)?)$"},
     "dtype": {"type": "string", "enum": ["float32", "float64"]},
