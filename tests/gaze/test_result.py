@@ -166,7 +166,7 @@ def test_gaze_tol_stops_em_at_the_second_small_move_in_a_row():
     from tests.conftest import make_session
 
     ds = make_session("small", seed=7)
-    fit = {**FIT, "tol": 0.0, "heldout_check": False}
+    fit = {**FIT, "tol": 0.0, "gaze_tol": 0.0, "heldout_check": False}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         long = GazeEM(**{**fit, "max_iter": 8}).fit(ds)

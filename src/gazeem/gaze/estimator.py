@@ -119,8 +119,8 @@ class GazeEM:
         M-step's many passes to that many cells per bin.
     tol, max_iter, gaze_tol
         Convergence: stop when the objective changes by less than ``tol`` nats per bin,
-        or (``gaze_tol > 0``) when the posterior mean gaze moved by less than ``gaze_tol``
-        px RMS at each of two iterations in a row (``docs/performance.md``).
+        or when the posterior mean gaze moved by less than ``gaze_tol`` px RMS at each of
+        two iterations in a row (0 turns that rule off; ``docs/performance.md``).
     device, dtype
         ``"auto" | "cpu" | "cuda"``; ``"float32"`` (default; float64 accumulation) or ``"float64"``.
     chunk_mb, cache_mb
@@ -203,7 +203,7 @@ class GazeEM:
         mstep_max_cells: int = 32,
         tol: float = 1e-5,
         max_iter: int = 50,
-        gaze_tol: float = 0.0,
+        gaze_tol: float = 0.01,
         device: str = "auto",
         dtype: str = "float32",
         chunk_mb: int = 256,
