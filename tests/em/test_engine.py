@@ -97,6 +97,13 @@ class TestRunEM:
             _, state = run_em(model, tol=0, max_iter=2)
         assert not state.converged and state.n_iter == 2
         assert any("did not converge" in w for w in state.warnings)
+        assert not any("settle" in w for w in state.warnings)
+
+    def test_max_iter_reached_with_a_settled_rule_names_it(self, counts):
+        model = TwoPoissonMixture(counts, [1.0, 5.0], [0.5, 0.5])
+        with pytest.warns(ConvergenceWarning, match="did not settle.*gaze_tol"):
+            _, state = run_em(model, tol=0, max_iter=2, settled=lambda: False)
+        assert not state.converged and not state.settled and state.n_iter == 2
 
     def test_a_decrease_in_exact_em_is_recorded(self, counts):
         class Saboteur(TwoPoissonMixture):

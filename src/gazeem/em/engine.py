@@ -235,7 +235,10 @@ def run_em(
     if not converged and max_iter > 0:
         msg = (
             f"EM did not converge in max_iter={max_iter} iterations "
-            f"(last change {objs[-1] - objs[-2]:.3g} nats); raise max_iter or tol."
+            f"(last change {objs[-1] - objs[-2]:.3g} nats, tol={tol:g} per observation"
+            + (", and the answer did not settle" if settled is not None else "")
+            + "); raise max_iter or tol"
+            + (" (a gaze fit also stops on gaze_tol, px)." if settled is not None else ".")
         )
         notes.append(msg)
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
