@@ -36,8 +36,10 @@ WHOLE_FITS = [
     ("noise", 10, "fixation", 6, 293.4, 1804),
     ("noise", 10, "bin", 13, 325, 2869),
     ("noise", 30, "fixation", 14, 1211.8, 2312),
+    ("noise", 30, "fixation", 7, 956.3, 2315),  # gaze_tol 0.01 (2026-12-03)
     ("noise", 30, "bin", 15, 1194, 3570),
     ("noise", 60, "fixation", 9, 2132, 3492),
+    ("noise", 60, "fixation", 7, 1710.6, 3190),  # gaze_tol 0.01 (2026-12-03)
     ("photographs", 10, "fixation", 27, 356, 1587),
 ]
 
