@@ -14,7 +14,8 @@ tracker.
 
 Annealing (``anneal: auto``, on for held frames) leads EM out of the raw trace's basin: on
 this minute it learns the calibration offset and the tracker's σ, though not yet each
-fixation's error; on 4 minutes it reaches 1.30x the oracle (docs/architecture.md).
+fixation's error; with more fixations it corrects each one: 1.36x the oracle at 4
+minutes, 1.21x at 10 (the last test; docs/architecture.md).
 """
 
 import numpy as np
@@ -85,9 +86,34 @@ def test_annealing_learns_the_calibration_and_sigma(photographs_session):
     assert est.sigma_ == pytest.approx(sigma_oracle, rel=0.25)
 
 
-@pytest.mark.xfail(strict=True, reason="EM settles in a per-fixation rate state (issue 13)")
+@pytest.mark.xfail(strict=True, reason="one minute is too little for EM (issue 13)")
 def test_em_corrects_like_the_oracle(photographs_session):
     sim, session, truth, _ = photographs_session
     est = GazeEM(patch_size=20, max_iter=60, device="cpu", heldout_check=False).fit(session)
     fitted = est.gaze_per_bin()["mean"]
     assert rms(fitted, truth) <= 1.3 * rms(oracle_gaze(session, sim, 20), truth)
+
+
+def test_ten_minutes_correct_like_the_oracle(tmp_path):
+    """Issue 13's bound, given the information it needs: ten minutes of the same viewing
+    (300 presentations of the six photographs, ten times the fixations of one minute).
+
+    The oracle's own error falls slowly with length (2.18, 2.64 and 2.53 px at 1, 4 and 10
+    minutes: each fixation is still seen through 3 px of tracker error), EM's fast: 1.36x
+    the oracle at 4 minutes, 1.21x at 10 (3.05 against 2.53 px, raw 7.64; 16 tempered
+    steps and 22 iterations, heldout check off).
+    """
+    sim = make_session("small", seed=1, **{**PHOTOGRAPH_SESSION, "n_bins": 36_000})
+    session = through_nwb(sim, tmp_path, bin_s=sim.attrs["bin_s"])
+    truth = true_px(session)
+    raw = StimulusGeometry.from_dataset(session).deg_to_px(session["eye"].values)
+    oracle = rms(oracle_gaze(session, sim, 20), truth)
+    est = GazeEM(patch_size=20, max_iter=60, device="cpu").fit(session)
+    gaze = est.gaze_per_bin()["mean"]
+    fitted = np.isfinite(gaze).all(1)
+    print(f"EM {rms(gaze, truth):.3f} px, oracle {oracle:.3f}, raw {rms(raw, truth):.3f}")
+    # the correction is confirmed on held-out spikes, so it is the one reported
+    assert est.fit_.heldout.supported
+    assert rms(gaze, truth) <= 1.3 * oracle
+    assert rms(gaze, truth) < 0.5 * rms(np.where(fitted[:, None], raw, np.nan), truth)
+    assert est.converged_ and est.n_iter_ < 40
