@@ -92,14 +92,15 @@ def accuracy(session: Path, fit: Path) -> dict:
         truth = true_px(s)
         raw = StimulusGeometry.from_dataset(s).deg_to_px(s["eye"].values)
         est = f["gaze_mean_px"].values
+        steps = f["seconds_per_iter"].values
         both = (np.isfinite(est).all(1) & np.isfinite(raw).all(1))[:, None]
         return {
             "anneal_steps": int(f.attrs.get("anneal_steps", 0)),
             "iterations": int(f.attrs.get("n_iter", -1)),
             "converged": bool(f.attrs.get("converged", False)),
             "on_gaze": bool(f.attrs.get("converged_on_gaze", 0)),
-            "em_s": round(float(np.nansum(f["seconds_per_iter"].values)), 1),
-            "step_s": [round(float(v), 1) for v in f["seconds_per_iter"].values],
+            "em_s": round(float(np.nansum(steps)), 1),
+            "step_s": [round(float(v), 1) for v in steps],
             "rms_px": round(rms(np.where(both, est, np.nan), truth), 3),
             "raw_rms_px": round(rms(np.where(both, raw, np.nan), truth), 3),
         }

@@ -233,12 +233,11 @@ def run_em(
         bar.close()
 
     if not converged and max_iter > 0:
+        unsettled = ", and the answer did not settle (gaze_tol in a gaze fit)" if settled else ""
         msg = (
-            f"EM did not converge in max_iter={max_iter} iterations "
-            f"(last change {objs[-1] - objs[-2]:.3g} nats, tol={tol:g} per observation"
-            + (", and the answer did not settle" if settled is not None else "")
-            + "); raise max_iter or tol"
-            + (" (a gaze fit also stops on gaze_tol, px)." if settled is not None else ".")
+            f"EM did not converge in max_iter={max_iter} iterations (last change "
+            f"{objs[-1] - objs[-2]:.3g} nats, tol={tol:g} per observation){unsettled}; "
+            "raise max_iter or tol."
         )
         notes.append(msg)
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
