@@ -166,6 +166,26 @@ def _gaze_sequence(cfg: SimulationConfig, rng: np.random.Generator):
     return gaze, fixation, blink, calib
 
 
+def _target_to_pixel_centre(
+    calib_c: np.ndarray, geom: StimulusGeometry, rf_off: np.ndarray
+) -> np.ndarray:
+    """``(T, 2)`` px moving each calibration bin's target (and the gaze on it) to where its
+    patch, at ``rint(gaze + rf_offset)``, sits on whole pixels; 0 on other bins.
+
+    A whole-pixel patch cannot show a gaze on a pixel's edge: ``np.rint`` would show it
+    half a pixel to one side, chosen by parity, while the session reports the edge. An
+    even-sized stimulus puts a centred grid of targets exactly there, so every
+    calibration fixation would be shown half a pixel from its target on the same side,
+    and the absolute offset that a fit reads from them would be biased by that much.
+    """
+    cal = np.isfinite(calib_c[:, 0])
+    shift = np.zeros_like(calib_c)
+    if cal.any():
+        at = geom.centered_to_px(calib_c[cal]) + rf_off
+        shift[cal] = np.floor(at + 0.5) - at
+    return shift
+
+
 def _microsaccade_direction(pos: np.ndarray, cfg: SimulationConfig, rng) -> np.ndarray:
     """Unit vector of a microsaccade from ``pos`` (px from the spot): aimed back at the spot
     ±60° when the eye is more than 0.1° off it (microsaccades are corrective), else any."""
@@ -361,6 +381,8 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         )
     rf_off = np.asarray(cfg.rf_offset_px, dtype=np.float64)
     gaze_c, calib_c = gaze_c - rf_off, calib_c - rf_off
+    shift = _target_to_pixel_centre(calib_c, geom, rf_off)
+    gaze_c, calib_c = gaze_c + shift, calib_c + shift
     if samples_c is not None:
         samples_c = samples_c - rf_off
     gaze_px = geom.centered_to_px(gaze_c)

@@ -83,6 +83,32 @@ def test_offset_and_gaze_like_an_oracle(offset_session):
     assert 1 / 1.5 <= sd_over_error(fitted, sd, truth) <= 1.5
 
 
+@pytest.mark.parametrize(("seed", "latent"), [(1, "bin"), (2, "fixation")])
+def test_calibration_fixations_fix_the_absolute_offset(tmp_path, seed, latent):
+    """Issue 13's calibration case: the offset session with 60 fixations on a 3×3 grid
+    of known targets (57 detected), ``offset: auto`` (so ``calibration``): ``b`` within
+    0.5 px of the truth, on two seeds and both latents.
+
+    The bound first: calibration alone gives ``b`` to σ/√57 = 0.4 px a coordinate, and the
+    oracle regression of the readings on the true gaze of every fixation to 0.25 px
+    (measured 0.27 and 0.25). EM measured 0.24 px (seed 1, per bin) and 0.26 px (seed 2,
+    per fixation). Before the simulator put each target on a pixel's centre, np.rint
+    showed every target half a pixel off in y and EM followed that to 0.75 and 1.08 px.
+    """
+    sim = make_session("small", seed=seed, **TWO_MINUTES, **OFFSET_SESSION, n_calibration=60)
+    session = through_nwb(sim, tmp_path)
+    est = GazeEM(patch_size=20, max_iter=60, device="cpu", latent=latent).fit(session)
+    truth_b = np.asarray(sim.attrs["true_offset_px"])
+    _, b_oracle, _ = oracle_tracker(session)
+    assert np.linalg.norm(b_oracle - truth_b) < 0.5  # the bound
+    assert est.offset_mode_ == "calibration" and est.latent_ == latent
+    assert np.linalg.norm(est.offset_ - truth_b) < 0.5, est.offset_
+    assert est.converged_ and est.n_iter_ < 40
+    truth, fitted = true_px(session), est.gaze_per_bin()["mean"]
+    oracle = oracle_gaze(session, sim, 20)
+    assert rms(fitted, truth) <= 1.5 * rms(oracle, truth), (rms(fitted, truth), rms(oracle, truth))
+
+
 def test_reliability_checked_in_the_product(offset_session):
     """Issue 14: the fit result carries what the report's reliability figure draws: the
     intervals' coverage of the truth (the same numbers as the tests'), and a held-out

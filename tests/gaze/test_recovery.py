@@ -105,12 +105,12 @@ class TestCalibratedGauge:
         true_gain = np.asarray(ds.attrs["true_gain"]).reshape(2, 2)
         assert np.abs(est.gain_ - true_gain).max() < 0.02, est.gain_
 
-    def test_offset_within_1_px(self, calibrated_fit):
+    def test_offset_within_half_a_pixel(self, calibrated_fit):
+        """Issue 13's 0.5 px (measured 0.08 px; calibration alone: σ/√60 = 0.4 px)."""
         ds, est = calibrated_fit
         assert est.offset_mode_ == "calibration"
         err = est.offset_ - np.asarray(ds.attrs["true_offset_px"])
-        assert np.all(np.abs(err) < 1.0), est.offset_
-        assert np.hypot(*err) < 1.0
+        assert np.hypot(*err) < 0.5, err
 
     def test_corrected_gaze_is_absolute(self, calibrated_fit):
         ds, est = calibrated_fit
