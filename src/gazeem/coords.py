@@ -104,3 +104,23 @@ class StimulusGeometry:
                 float(ds.attrs.get("rf_y_deg", 0.0)),
             ),
         )
+
+
+def spread_rounding(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``floor(x + u_k)``: whole pixels whose mean over ``k = 0, 1, …`` is ``x``.
+
+    A position between pixels rounds to one side for every ``k`` under ``np.rint`` (half to
+    even, so the side depends on parity); here ``u_k`` runs through the base-2 van der
+    Corput sequence (0, ½, ¼, ¾, …), so a fraction ``x − floor(x)`` of the ``k`` round up:
+    rounding that is unbiased over repeats without drawing random numbers. ``x`` is first
+    rounded to 1e-6 px, so that a half pixel reached through a conversion stays a half.
+    ``x (..., 2)`` float, ``k`` integer, broadcast against ``x[..., 0]``.
+    """
+    k = np.asarray(k, dtype=np.int64)
+    u = np.zeros(k.shape)
+    scale, rest = 0.5, k.copy()
+    while bool((rest > 0).any()):
+        u += scale * (rest & 1)
+        rest, scale = rest >> 1, scale / 2
+    x = np.round(np.asarray(x, dtype=np.float64), 6)
+    return np.floor(x + u[..., None]).astype(np.int64)

@@ -18,7 +18,7 @@ import torch
 import xarray as xr
 
 from gazeem import __version__
-from gazeem.coords import StimulusGeometry
+from gazeem.coords import StimulusGeometry, spread_rounding
 from gazeem.errors import GazeemError
 from gazeem.gaze.patches import FrameSource, gather_crops, lagged_frame_index
 from gazeem.memory import check_allocation
@@ -86,6 +86,9 @@ class SimulationConfig:
     eye_rate_hz: float = 0.0
     n_calibration: int = 0  # fixations on known targets (a 3x3 grid of points)
     calibration_spacing_px: int = 12
+    #: leave the targets where the grid puts them, on pixel edges for an even-sized
+    #: stimulus, each bin then shown on one side or the other, half the bins each
+    calibration_on_pixel_edges: bool = False
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -172,11 +175,12 @@ def _target_to_pixel_centre(
     """``(T, 2)`` px moving each calibration bin's target (and the gaze on it) to where its
     patch, at ``rint(gaze + rf_offset)``, sits on whole pixels; 0 on other bins.
 
-    A whole-pixel patch cannot show a gaze on a pixel's edge: ``np.rint`` would show it
-    half a pixel to one side, chosen by parity, while the session reports the edge. An
-    even-sized stimulus puts a centred grid of targets exactly there, so every
-    calibration fixation would be shown half a pixel from its target on the same side,
-    and the absolute offset that a fit reads from them would be biased by that much.
+    A whole-pixel patch cannot show a gaze on a pixel's edge, and an even-sized stimulus
+    puts a centred grid of targets exactly there. ``np.rint`` showed every such target
+    half a pixel to the same side (chosen by parity), while the session reported the
+    edge, and the absolute offset a fit reads from them was biased by that much.
+    ``calibration_on_pixel_edges`` keeps the edges and shows each bin on one side or the
+    other, half the bins each (:func:`gazeem.coords.spread_rounding`).
     """
     cal = np.isfinite(calib_c[:, 0])
     shift = np.zeros_like(calib_c)
@@ -381,8 +385,9 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
         )
     rf_off = np.asarray(cfg.rf_offset_px, dtype=np.float64)
     gaze_c, calib_c = gaze_c - rf_off, calib_c - rf_off
-    shift = _target_to_pixel_centre(calib_c, geom, rf_off)
-    gaze_c, calib_c = gaze_c + shift, calib_c + shift
+    if not cfg.calibration_on_pixel_edges:
+        shift = _target_to_pixel_centre(calib_c, geom, rf_off)
+        gaze_c, calib_c = gaze_c + shift, calib_c + shift
     if samples_c is not None:
         samples_c = samples_c - rf_off
     gaze_px = geom.centered_to_px(gaze_c)
@@ -393,6 +398,8 @@ def simulate_session(cfg: SimulationConfig | None = None, **overrides) -> xr.Dat
     rf_t = torch.from_numpy(rfs).float()
     counts = np.zeros((cfg.n_bins, cfg.n_units), dtype=np.int32)
     zi = np.rint(gaze_px + rf_off).astype(np.int64)  # the patch: at gaze + offset
+    cal = np.isfinite(calib_c[:, 0])  # a target between pixels: shown on each side in turn
+    zi[cal] = spread_rounding(gaze_px[cal] + rf_off, np.arange(int(cal.sum())))
     frame_t = torch.from_numpy(frame.astype(np.int64))
     drive = np.zeros((cfg.n_bins, cfg.n_units))
     for start in range(0, cfg.n_bins, 2048):

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from gazeem.coords import spread_rounding
 from gazeem.gaze.batches import Batches
-from gazeem.gaze.data import GazeData
+from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.gaze.estimator import GazeEM
 from gazeem.gaze.settings import MemoryBudget
-from gazeem.gaze.windows import Windows
+from gazeem.gaze.windows import Windows, make_windows, pinned_cells
 from gazeem.models import PoissonLN, TrackerModel
 from gazeem.models.observation import TrackerStats
 from tests.conftest import make_session
@@ -144,3 +145,38 @@ def test_fields_gauge_recovers_the_tracker_like_an_oracle():
     assert rms(fitted) <= 1.5 * rms(oracle_mean), (rms(fitted), rms(oracle_mean))
     raw = geom.deg_to_px(s["eye"].values)
     assert rms(fitted) < 0.25 * rms(np.where(np.isfinite(fitted), raw, np.nan))
+
+
+def test_spread_rounding_is_unbiased_over_repeats():
+    """Whole pixels whose mean over n repeats is within 1/n of any position; a whole
+    pixel stays put (a half pixel reached through a conversion included)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-50, 50, size=(200, 2))
+    for n in (2, 4, 8, 16):
+        cells = spread_rounding(np.repeat(x[None], n, 0), np.arange(n)[:, None])
+        assert np.abs(cells.mean(0) - x).max() <= 1 / n + 1e-12
+        assert set(np.unique(cells - np.floor(x))) <= {0, 1}
+    assert np.all(spread_rounding(np.full((5, 2), 7.0 - 1e-9), np.arange(5)) == 7)
+    assert spread_rounding(np.array([[0.1 * 3 / 0.2, 2.5]]), np.array([1])).tolist() == [[2, 3]]
+
+
+def test_calibration_targets_between_pixels_are_pinned_on_both_sides():
+    """A 3×3 grid of targets on pixel edges: the fixations on each target are pinned
+    half on each side, so their mean cell is the target (rounding put all on one side);
+    targets on pixel centres are pinned on them."""
+    for edges in (True, False):
+        ds = make_session("small", seed=3, n_calibration=36, calibration_on_pixel_edges=edges)
+        data = GazeData.from_dataset(ds, torch.device("cpu"), torch.float64)
+        target = data.fix_calib[data.is_calibration].numpy() + data.geometry.center_px
+        assert np.all(np.abs(target % 1 - 0.5) < 1e-6) if edges else np.all(target % 1 == 0)
+        cells = pinned_cells(data).numpy()
+        assert np.all(np.abs(cells - target) <= 0.5 + 1e-6)
+        for t in np.unique(target, axis=0):
+            on = np.all(target == t, axis=1)
+            assert np.abs(cells[on].mean(0) - t).max() <= 0.5 / on.sum() + 1e-9
+        tracker = TrackerModel(sigma=3.0)
+        grid = GazeGrid(-20, 83, -20, 83)
+        win = make_windows(data, tracker, grid, 4)
+        cal = data.is_calibration
+        assert torch.all(win.support[cal].sum(1) == 1)
+        assert torch.equal(win.cells[cal][win.support[cal]], torch.from_numpy(cells))

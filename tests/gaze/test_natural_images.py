@@ -38,14 +38,20 @@ from tests.gaze.realistic import (
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def photographs_session(tmp_path_factory):
-    sim = make_session("small", seed=1, **PHOTOGRAPH_SESSION)
+def photographs(n_bins: int, folder):
+    """``(sim, session, truth, raw)``: issue 13's free viewing of photographs for
+    ``n_bins`` bins, through NWB; truth and raw trace in stimulus pixels."""
+    sim = make_session("small", seed=1, **{**PHOTOGRAPH_SESSION, "n_bins": n_bins})
     # the frames change every 2 s: ingest at the simulation's bin, not the frame rate
-    session = through_nwb(sim, tmp_path_factory.mktemp("photo"), bin_s=sim.attrs["bin_s"])
+    session = through_nwb(sim, folder, bin_s=sim.attrs["bin_s"])
     truth = true_px(session)
     raw = StimulusGeometry.from_dataset(session).deg_to_px(session["eye"].values)
     return sim, session, truth, raw
+
+
+@pytest.fixture(scope="module")
+def photographs_session(tmp_path_factory):
+    return photographs(PHOTOGRAPH_SESSION["n_bins"], tmp_path_factory.mktemp("photo"))
 
 
 def test_never_worse_than_the_tracker_and_says_so(photographs_session):
@@ -103,10 +109,7 @@ def test_ten_minutes_correct_like_the_oracle(tmp_path):
     the oracle at 4 minutes, 1.21x at 10 (3.05 against 2.53 px, raw 7.64; 16 tempered
     steps and 22 iterations, heldout check off).
     """
-    sim = make_session("small", seed=1, **{**PHOTOGRAPH_SESSION, "n_bins": 36_000})
-    session = through_nwb(sim, tmp_path, bin_s=sim.attrs["bin_s"])
-    truth = true_px(session)
-    raw = StimulusGeometry.from_dataset(session).deg_to_px(session["eye"].values)
+    sim, session, truth, raw = photographs(36_000, tmp_path)
     oracle = rms(oracle_gaze(session, sim, 20), truth)
     est = GazeEM(patch_size=20, max_iter=60, device="cpu").fit(session)
     gaze = est.gaze_per_bin()["mean"]

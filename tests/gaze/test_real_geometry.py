@@ -83,19 +83,28 @@ def test_offset_and_gaze_like_an_oracle(offset_session):
     assert 1 / 1.5 <= sd_over_error(fitted, sd, truth) <= 1.5
 
 
-@pytest.mark.parametrize(("seed", "latent"), [(1, "bin"), (2, "fixation")])
-def test_calibration_fixations_fix_the_absolute_offset(tmp_path, seed, latent):
+@pytest.mark.parametrize(("seed", "latent", "edges"), [(1, "fixation", False), (2, "bin", True)])
+def test_calibration_fixations_fix_the_absolute_offset(tmp_path, seed, latent, edges):
     """Issue 13's calibration case: the offset session with 60 fixations on a 3×3 grid
     of known targets (57 detected), ``offset: auto`` (so ``calibration``): ``b`` within
-    0.5 px of the truth, on two seeds and both latents.
+    0.5 px of the truth, on two seeds, both latents, and targets on pixel centres or on
+    pixel edges (``calibration_on_pixel_edges``: each bin shown on one side or the other).
 
     The bound first: calibration alone gives ``b`` to σ/√57 = 0.4 px a coordinate, and the
-    oracle regression of the readings on the true gaze of every fixation to 0.25 px
-    (measured 0.27 and 0.25). EM measured 0.24 px (seed 1, per bin) and 0.26 px (seed 2,
-    per fixation). Before the simulator put each target on a pixel's centre, np.rint
-    showed every target half a pixel off in y and EM followed that to 0.75 and 1.08 px.
+    oracle regression of the readings on the true gaze of every fixation reaches 0.25 px
+    (measured 0.27 and 0.25). EM measured 0.26 px (seed 1, per fixation) and 0.28 px
+    (seed 2, per bin, on edges). Before the simulator put each target on a pixel's
+    centre, np.rint showed every target half a pixel off in y (parity) and EM followed
+    that to 0.75 and 1.08 px.
     """
-    sim = make_session("small", seed=seed, **TWO_MINUTES, **OFFSET_SESSION, n_calibration=60)
+    sim = make_session(
+        "small",
+        seed=seed,
+        **TWO_MINUTES,
+        **OFFSET_SESSION,
+        n_calibration=60,
+        calibration_on_pixel_edges=edges,
+    )
     session = through_nwb(sim, tmp_path)
     est = GazeEM(patch_size=20, max_iter=60, device="cpu", latent=latent).fit(session)
     truth_b = np.asarray(sim.attrs["true_offset_px"])

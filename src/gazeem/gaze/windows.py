@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from gazeem.coords import spread_rounding
 from gazeem.gaze.data import GazeData, GazeGrid
 from gazeem.models.observation import TrackerModel
 
@@ -71,6 +73,28 @@ def expected_positions(data: GazeData, tracker: TrackerModel) -> torch.Tensor:
     return z
 
 
+def pinned_cells(data: GazeData) -> torch.Tensor:
+    """``(F_cal, 2)`` int64 stimulus-pixel cell of each calibration fixation, in order.
+
+    A target between two pixels has no cell of its own, and rounding would put every
+    fixation on it on the same side: a grid of targets at whole pixels from the centre
+    of an even-sized stimulus sits on pixel edges, and ``b`` followed that half pixel.
+    The fixations on one target are spread over the cells around it instead, a fraction
+    of them on each side equal to the target's distance from it, so that their mean
+    cell is the target (:func:`gazeem.coords.spread_rounding`, over each target's
+    fixations in time order).
+    """
+    center = np.asarray(data.geometry.center_px)
+    target = data.fix_calib[data.is_calibration].cpu().numpy() + center
+    _, group = np.unique(np.round(target, 6), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")
+    first = np.searchsorted(group[order], group[order], side="left")
+    rank = np.empty_like(group)
+    rank[order] = np.arange(group.size) - first
+    return torch.from_numpy(spread_rounding(target, rank))
+
+
 def make_windows(
     data: GazeData,
     tracker: TrackerModel,
@@ -100,7 +124,7 @@ def make_windows(
         support[has] = drawn[has]
     cal = data.is_calibration
     if cal.any():
-        target = torch.round(z[cal]).to(torch.int64)
+        target = pinned_cells(data)
         rel = target - c[cal] + half
         inside = ((rel >= 0) & (rel <= 2 * half)).all(dim=1)
         if not bool(inside.all()):
