@@ -78,7 +78,8 @@ def pinned_cells(data: GazeData) -> torch.Tensor:
 
     A target between two pixels has no cell of its own, and rounding would put every
     fixation on it on the same side: a grid of targets at whole pixels from the centre
-    of an even-sized stimulus sits on pixel edges, and ``b`` followed that half pixel.
+    of an even-sized stimulus sits on pixel edges, and the fields and ``b`` can follow
+    that half pixel (``docs/architecture.md``, ``offset: calibration``).
     The fixations on one target are spread over the cells around it instead, a fraction
     of them on each side equal to the target's distance from it, so that their mean
     cell is the target (:func:`gazeem.coords.spread_rounding`, over each target's
