@@ -69,6 +69,10 @@ class IngestSettings:
         saccade it keeps, s.
     saccade_velocity_deg_s
         Saccade threshold on the bin-averaged eye trace, degrees/s (``bins``).
+    slow_saccade_bins
+        ``bins``: also a movement of the trace over this many bins, however slow its
+        steps, larger than ``saccade_lambda`` median-estimated SDs of such
+        displacements (:func:`gazeem.preprocess.slow_movements`); 0 or 1: not used.
     min_saccade_bins, min_fixation_bins
         Shortest saccade and shortest fixation kept, bins.
     max_eye_gap_s
@@ -90,6 +94,7 @@ class IngestSettings:
     saccade_lambda: float = 6.0
     min_saccade_s: float = 0.006
     saccade_velocity_deg_s: float = 5.0
+    slow_saccade_bins: int = 3
     min_saccade_bins: int = 1
     min_fixation_bins: int = 3
     max_eye_gap_s: float = 0.25
@@ -251,6 +256,8 @@ def bin_session(raw: RawSession, meta: SessionMeta, settings: IngestSettings) ->
         settings.min_saccade_bins,
         settings.min_fixation_bins,
         saccade=None if events is None else saccade_bins(events, edges),
+        slow_window_bins=settings.slow_saccade_bins,
+        slow_lambda=settings.saccade_lambda,
     )
     calib = calibration_targets(raw.calibration, edges)
     truth = None
@@ -315,7 +322,9 @@ def _sample_saccades(raw: RawSession, settings: IngestSettings, path) -> Saccade
 
 def _detector_attrs(events: Saccades | None, settings: IngestSettings) -> dict:
     if events is None:
-        return {"saccade_detector": f"bins ({settings.saccade_velocity_deg_s:g} deg/s)"}
+        slow = settings.slow_saccade_bins
+        rule = f"; over {slow} bins: lambda {settings.saccade_lambda:g}" if slow > 1 else ""
+        return {"saccade_detector": f"bins ({settings.saccade_velocity_deg_s:g} deg/s{rule})"}
     return {
         "saccade_detector": (
             f"samples (Engbert & Kliegl 2003: lambda {settings.saccade_lambda:g}, "

@@ -75,6 +75,59 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
 
 
+#: the displacement rule's window, bins: at 60 Hz the longest a small saccade is spread over
+SLOW_WINDOW_BINS = 3
+#: its threshold, in median-estimated SDs of the window's displacement (as Engbert & Kliegl)
+SLOW_LAMBDA = 6.0
+#: and never below this, deg (a trace constant between samples has a displacement SD of 0)
+MIN_SLOW_AMPLITUDE_DEG = 0.05
+
+
+def _median_sd(d: np.ndarray) -> float:
+    """A median estimator of the SD of ``d``, which a minority of outliers hardly moves."""
+    return float(np.sqrt(max(np.median(d**2) - np.median(d) ** 2, 0.0)))
+
+
+def slow_movements(
+    eye: np.ndarray, valid: np.ndarray, fast: np.ndarray, k: int, lam: float
+) -> np.ndarray:
+    """``(T-1,)`` bool: steps of movements that the velocity rule missed.
+
+    A window of ``k`` steps inside a stretch of still, valid bins moves the trace by
+    ``D``; per axis, ``η = max(lam · σ, MIN_SLOW_AMPLITUDE_DEG)`` with ``σ`` the median
+    estimate of the SD of ``D`` over every such window of the recording (drift and
+    jitter; the few movements hardly move it), and a window with
+    ``(D_x/η_x)² + (D_y/η_y)² > 1`` holds a movement. In each run of such windows the one
+    that moved most is taken, and its steps are marked, less the steps at either end
+    that move along its direction by under half its mean step (the still eye on each
+    side). A saccade within one step that the velocity rule caught gives no window
+    (windows that cross a marked step are skipped), so nothing changes there.
+    """
+    t = len(eye)
+    out = np.zeros(max(t - 1, 0), dtype=bool)
+    if t <= k:
+        return out
+    still = ~fast & valid[:-1] & valid[1:]
+    bad = np.r_[0, np.cumsum(~still)]
+    ok = (bad[k:] - bad[:-k]) == 0  # (t-k,) windows s..s+k of still steps
+    if ok.sum() < 10:
+        return out
+    d = np.nan_to_num(eye[k:] - eye[:-k])
+    eta = np.array([max(lam * _median_sd(d[ok, a]), MIN_SLOW_AMPLITUDE_DEG) for a in range(2)])
+    score = ((d / eta) ** 2).sum(1)
+    moving = ok & (score > 1)
+    starts, stops = _runs(moving)
+    step = np.nan_to_num(np.diff(eye, axis=0))
+    for a, b in zip(starts, stops, strict=True):
+        s = a + int(np.argmax(score[a:b]))
+        move = d[s]
+        along = step[s : s + k] @ (move / np.linalg.norm(move))
+        keep = np.flatnonzero(along >= np.linalg.norm(move) / (2 * k))
+        if keep.size:
+            out[s + keep[0] : s + keep[-1] + 1] = True
+    return out
+
+
 def detect_fixations(
     eye: np.ndarray,
     valid: np.ndarray,
@@ -83,6 +136,8 @@ def detect_fixations(
     min_saccade_bins: int = 1,
     min_fixation_bins: int = 3,
     saccade: np.ndarray | None = None,
+    slow_window_bins: int = SLOW_WINDOW_BINS,
+    slow_lambda: float = SLOW_LAMBDA,
 ) -> np.ndarray:
     """Fixation id per bin (0, 1, ...), -1 in saccades and invalid stretches.
 
@@ -99,6 +154,8 @@ def detect_fixations(
 
     At 60 Hz a saccade spans one or two bins, and tracker error can hide one of its
     steps, so the rule works on steps rather than asking a bin to be fast on both sides.
+    A small saccade spread over a few bins is slower than the threshold at every step;
+    :func:`slow_movements` finds those (``slow_window_bins`` 0 or 1: not used).
     """
     n = len(eye)
     if n == 0:
@@ -113,6 +170,8 @@ def detect_fixations(
         for a, b in zip(s, e, strict=True):
             if b - a < min_saccade_bins:
                 fast[a:b] = False
+    if saccade is None and slow_window_bins > 1:
+        fast |= slow_movements(eye, valid, fast, slow_window_bins, slow_lambda)
     cut = np.r_[True, fast | ~valid[:-1] | ~valid[1:]]
     segment = np.cumsum(cut) - 1
     segment[~valid] = -1
