@@ -29,7 +29,7 @@ from gazeem.gaze.fit import GazeFit, build_fit, fall_back_to_trace, move_gauge, 
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.gauge import centre_initial_fields, subpixel_gauge
 from gazeem.gaze.heldout import heldout_comparison
-from gazeem.gaze.penalty import START, em_with_cv_smooth
+from gazeem.gaze.penalty import STARTS, em_with_cv_penalties
 from gazeem.gaze.posterior import GazeMoves
 from gazeem.gaze.settings import (
     PARAMETER_CONSTRAINTS,
@@ -54,7 +54,7 @@ class GazeEM:
         ``"exp"`` or ``"softplus"`` output of the LN model.
     l2, smooth
         Ridge and Laplacian-smoothness penalty strengths on the receptive fields;
-        ``smooth="cv"`` chooses the latter by cross-validation (:mod:`gazeem.gaze.penalty`).
+        ``"cv"`` chooses a strength by cross-validation (:mod:`gazeem.gaze.penalty`).
     sigma_init
         Starting tracker noise SD per axis, stimulus pixels (the window uses it first).
     learn_sigma, learn_gain
@@ -174,8 +174,8 @@ class GazeEM:
         patch_size: int = 16,
         n_lags: int = 1,
         nonlinearity: str = "exp",
-        l2: float = 10.0,
-        smooth: float | str = START,
+        l2: float | str = STARTS["l2"],
+        smooth: float | str = STARTS["smooth"],
         sigma_init: float = 3.0,
         learn_sigma: bool = True,
         learn_gain: bool = True,
@@ -345,8 +345,8 @@ class GazeEM:
             patch_size=self.patch_size,
             n_lags=self.n_lags,
             nonlinearity=self.nonlinearity,
-            l2=self.l2,
-            smooth=START if self.smooth == "cv" else self.smooth,
+            l2=STARTS["l2"] if self.l2 == "cv" else self.l2,
+            smooth=STARTS["smooth"] if self.smooth == "cv" else self.smooth,
         )
         gen = torch.Generator(device="cpu").manual_seed(int(self.random_state))
         problem_class = DriftProblem if latent == "bin" else FixationProblem
@@ -367,11 +367,9 @@ class GazeEM:
         em.update(callback=(moves := GazeMoves(data)), accelerate=self.accelerate)
         em.update(settled=(lambda: moves.settled(self.gaze_tol)) if self.gaze_tol else None)
         estep, state = run_em(problem, **em)
-        choice = None
-        if self.smooth == "cv" and latent == "fixation":  # gazeem.gaze.penalty
-            estep, state, choice = em_with_cv_smooth(
-                problem, estep, state, lambda: run_em(problem, **em)
-            )
+        cv = tuple(k for k in ("smooth", "l2") if getattr(self, k) == "cv")
+        cv = cv if latent == "fixation" else ()  # gazeem.gaze.penalty
+        estep, state, choices = em_with_cv_penalties(problem, estep, state, em, cv)
         self.grid_, self.tracker_, self.prior_, self.response_ = grid, tracker, prior, response
         self.posterior_ = post = refine_subpixel(problem, estep.posterior)
         drift = {}
@@ -392,7 +390,9 @@ class GazeEM:
             **drift,
         )
         fit.anneal_steps, fit.anneal_reason = n_anneal, anneal_reason
-        fit.smooth, fit.smooth_cv = getattr(response, "smooth", None), choice
+        for k in ("smooth", "l2"):
+            setattr(fit, k, getattr(response, k, None))
+            setattr(fit, f"{k}_cv", choices.get(k))
         if offset_mode == "fields":
             # EM may let the fields drift along the gauge's flat direction: centre them exactly
             fit = move_gauge(fit, subpixel_gauge(response, tracker), tracker, response)

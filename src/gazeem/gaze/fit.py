@@ -18,7 +18,7 @@ from gazeem.em.engine import EMState
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.heldout import HeldOut
 from gazeem.gaze.intervals import tail_probs
-from gazeem.gaze.penalty import SmoothChoice
+from gazeem.gaze.penalty import PenaltyChoice
 from gazeem.gaze.posterior import GazePosterior, to_bins
 from gazeem.gaze.windows import expected_positions
 from gazeem.models.observation import TrackerModel
@@ -63,10 +63,12 @@ class GazeFit:
     #: tempered M-steps before EM (:mod:`gazeem.gaze.anneal`), and why or why not
     anneal_steps: int = 0
     anneal_reason: str = ""
-    #: the smoothness penalty the fields ended with, and its cross-validation
-    #: (``smooth: cv``, :class:`gazeem.gaze.penalty.SmoothChoice`; ``None``: not run)
+    #: the penalties the fields ended with, and their cross-validation (``smooth: cv``,
+    #: ``l2: cv``; :class:`gazeem.gaze.penalty.PenaltyChoice`; ``None``: not run)
     smooth: float | None = None
-    smooth_cv: SmoothChoice | None = None
+    smooth_cv: PenaltyChoice | None = None
+    l2: float | None = None
+    l2_cv: PenaltyChoice | None = None
     #: ``(2,)`` standard error of the gain's columns (NaN when the gain is not learned)
     gain_se: np.ndarray = field(default_factory=lambda: np.full(2, np.nan))
     #: corrected gaze against the raw trace on held-out fixations and bins (``None``: not run)

@@ -260,7 +260,7 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         "latent_reason": fit.latent_reason,
         "anneal_steps": int(fit.anneal_steps),
         "anneal_reason": fit.anneal_reason,
-        **smooth_attrs(fit),
+        **penalty_attrs(fit),
         "n_iter": int(fit.state.n_iter),
         "converged": int(fit.state.converged),
         "converged_on_gaze": int(fit.state.settled),
@@ -393,11 +393,14 @@ def fit_to_dataset(fit: GazeFit, session: xr.Dataset, params: dict) -> xr.Datase
     return ds
 
 
-def smooth_attrs(fit: GazeFit) -> dict:
-    """The smoothness penalty the fields ended with and, under ``smooth: cv``, the
-    candidates and their held-out scores (:mod:`gazeem.gaze.penalty`)."""
-    out = {"smooth_final": float("nan") if fit.smooth is None else float(fit.smooth)}
-    if fit.smooth_cv is not None:
-        out["smooth_cv_values"] = [float(v) for v in fit.smooth_cv.values]
-        out["smooth_cv_heldout_nats"] = [float(v) for v in fit.smooth_cv.heldout]
+def penalty_attrs(fit: GazeFit) -> dict:
+    """The penalties the fields ended with (``smooth_final``, ``l2_final``) and, under
+    ``cv``, the candidates and their held-out scores (:mod:`gazeem.gaze.penalty`)."""
+    out = {}
+    for name in ("smooth", "l2"):
+        value, cv = getattr(fit, name), getattr(fit, f"{name}_cv")
+        out[f"{name}_final"] = float("nan") if value is None else float(value)
+        if cv is not None:
+            out[f"{name}_cv_values"] = [float(v) for v in cv.values]
+            out[f"{name}_cv_heldout_nats"] = [float(v) for v in cv.heldout]
     return out

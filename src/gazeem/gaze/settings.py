@@ -116,7 +116,7 @@ PARAMETER_CONSTRAINTS: dict[str, dict] = {
     "patch_size": _POSITIVE_INT,
     "n_lags": _POSITIVE_INT,
     "nonlinearity": {"type": "string", "enum": ["exp", "softplus"]},
-    "l2": {"type": "number", "minimum": 0},
+    "l2": {"anyOf": [{"type": "number", "minimum": 0}, {"enum": ["cv"]}]},
     "smooth": {"anyOf": [{"type": "number", "minimum": 0}, {"enum": ["cv"]}]},
     "sigma_init": {"type": "number", "exclusiveMinimum": 0},
     "learn_sigma": _BOOL,
