@@ -65,6 +65,21 @@ def section_schema(section: str) -> dict:
     return yaml.safe_load(config_schema_path().read_text())["properties"][section]
 
 
+def _specific(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a value that fails every branch of an ``anyOf`` (``l2: -5`` against a number
+    >= 0 or ``cv``), the branch whose type the value has says what is wrong."""
+    if err.validator not in ("anyOf", "oneOf") or not err.context:
+        return err
+    same_type = [e for e in err.context if e.validator not in ("type", "enum", "const")]
+    if not same_type:
+        return err
+    branch = same_type[0]
+    choices = [str(v) for s in err.validator_value for v in s.get("enum", [])]
+    also = f" (or one of {', '.join(choices)})" if choices else ""
+    branch.message += also
+    return branch
+
+
 def validate_section(
     params: dict[str, Any], section: str, sources: dict[str, str] | None = None
 ) -> None:
@@ -85,7 +100,7 @@ def validate_section(
             if spec.get("type") == "integer" and isinstance(value, float):
                 params[key] = int(value)
         return
-    err = errors[0]
+    err = _specific(errors[0])
     key = str(err.absolute_path[0]) if err.absolute_path else ""
     if not key and err.validator == "additionalProperties":
         key = err.message.split("'")[1] if "'" in err.message else ""

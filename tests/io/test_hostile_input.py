@@ -146,7 +146,7 @@ def test_fit_on_an_nwb_file_given_by_mistake(case):
         ("max_iter=-1", "fit.max_iter", "less than the minimum of 0"),
         ("max_iter=ten", "fit.max_iter", "'ten' is not of type 'integer'"),
         ("l2=-5", "fit.l2", "less than the minimum of 0"),
-        ("smooth=-5", "fit.smooth", "is not valid under any of the given schemas"),
+        ("smooth=-5", "fit.smooth", "less than the minimum of 0 (or one of cv)"),
         ("tol=-1", "fit.tol", "less than the minimum of 0"),
         ("prior=gaussian", "fit.prior", "is not one of"),
         ("device=tpu", "fit.device", "does not match"),

@@ -108,6 +108,8 @@ def window_intervals(
     ``var (N,)`` px² of Gaussian spread to add per axis (``None``: none).
     """
     n, nl = q.shape[0], len(levels)
+    if n == 0:
+        return np.zeros((0, 2, nl)), np.zeros((0, 2, nl))
     probs = tail_probs(levels)
     q, pos = q.detach().cpu().to(torch.float64), pos.detach().cpu().to(torch.float64)
     marg = axis_marginals(q, side).reshape(n * 2, side)
