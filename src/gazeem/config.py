@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import yaml
+from jsonschema.exceptions import best_match
 
 from gazeem.errors import GazeemError
 
@@ -67,17 +68,15 @@ def section_schema(section: str) -> dict:
 
 def _specific(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
     """For a value that fails every branch of an ``anyOf`` (``l2: -5`` against a number
-    >= 0 or ``cv``), the branch whose type the value has says what is wrong."""
-    if err.validator not in ("anyOf", "oneOf") or not err.context:
+    >= 0 or ``cv``), jsonschema's ``best_match`` picks the branch whose type the value
+    has; the message also names the branch's alternatives."""
+    best = best_match([err])
+    if best is err or best.parent is None:
         return err
-    same_type = [e for e in err.context if e.validator not in ("type", "enum", "const")]
-    if not same_type:
-        return err
-    branch = same_type[0]
-    choices = [str(v) for s in err.validator_value for v in s.get("enum", [])]
-    also = f" (or one of {', '.join(choices)})" if choices else ""
-    branch.message += also
-    return branch
+    choices = [str(v) for s in best.parent.validator_value for v in s.get("enum", [])]
+    if choices:
+        best.message += f" (or one of {', '.join(choices)})"
+    return best
 
 
 def validate_section(
