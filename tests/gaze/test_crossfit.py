@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from gazeem.gaze.crossfit import FOLDS, cross_fit
+from gazeem.gaze.crossfit import FOLDS, MIN_PAIRS, cross_fit
 
 
 class MeanProblem:
@@ -59,8 +59,16 @@ def test_cross_fit_scores_each_fixation_without_its_fold():
     one = [mean_on([j]) for j in range(FOLDS)]
     sq = sum((one[(k + 1) % 3] - one[(k + 2) % 3]) ** 2 * (fold == k).sum() for k in range(3))
     expected_var = 2 * sq / (4 * n_fix) / (FOLDS - 1)  # two axes, half the squared difference
-    assert out.n_pairs == n_fix
-    np.testing.assert_allclose(out.field_var, expected_var, rtol=1e-9)
+    assert int((~out.pair_var.isnan()).sum()) == n_fix
+    np.testing.assert_allclose(out.field_var(), expected_var, rtol=1e-9)
+    # pooled over a group of at least MIN_PAIRS fixations: that group's pairs only
+    per_fix = np.array([(one[(k + 1) % 3] - one[(k + 2) % 3]) ** 2 / 2 for k in fold])
+    group = torch.arange(n_fix) < MIN_PAIRS
+    np.testing.assert_allclose(
+        out.field_var(group), per_fix[:MIN_PAIRS].mean() / (FOLDS - 1), rtol=1e-9
+    )
+    # a smaller group: every fixation's
+    np.testing.assert_allclose(out.field_var(torch.arange(n_fix) < 3), expected_var, rtol=1e-9)
     assert problem.theta() == 123.0  # EM's fields restored
 
 

@@ -167,3 +167,25 @@ def test_penalties_chosen_by_cross_validation(task_session):
     assert ds.attrs["smooth_final"] == fit.smooth and ds.attrs["l2_final"] == fit.l2
     for name in ("smooth", "l2"):
         assert len(ds.attrs[f"{name}_cv_heldout_nats"]) == len(ds.attrs[f"{name}_cv_values"])
+
+
+def test_what_the_posterior_adds_is_recorded(request, task_fit):
+    """The terms the per-fixation posterior adds after EM (issue 14) are in the result,
+    with their values: the fields' noise, a few hundredths of a px² (measured 0.003-0.005;
+    a refined cell is 0.25 px wide), and the tracker's drift within a fixation against the
+    simulated 0.5² px²/s (0.0042 px² per bin: measured 0.0038; constant error: 0)."""
+    _, session, est = task_fit
+    ds = est.to_dataset(session)
+    terms = ("field_noise_px2_subpixel", "field_noise_px2_whole", "tracker_drift_px2_per_bin")
+    if est.latent_ != "fixation":
+        assert ds.attrs["n_subpixel"] == 0 and all(np.isnan(ds.attrs[k]) for k in terms)
+        return
+    n_fix = int((~est.fixation_summary()["calibration"]).sum())
+    assert 0.9 * n_fix <= ds.attrs["n_subpixel"] <= n_fix
+    for k in terms[:2]:
+        assert 0 < ds.attrs[k] < 0.02
+    drift = request.node.callspec.params["task_session"] ** 2 / 60  # px² per bin at 60 Hz
+    if drift:
+        assert drift / 2 <= ds.attrs["tracker_drift_px2_per_bin"] <= 2 * drift
+    else:
+        assert ds.attrs["tracker_drift_px2_per_bin"] < 0.001

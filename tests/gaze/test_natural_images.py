@@ -120,3 +120,9 @@ def test_ten_minutes_correct_like_the_oracle(tmp_path):
     assert rms(gaze, truth) <= 1.3 * oracle
     assert rms(gaze, truth) < 0.5 * rms(np.where(fitted[:, None], raw, np.nan), truth)
     assert est.converged_ and est.n_iter_ < 40
+    # issue 14: EM's whole-pixel posterior, widened by the fields' noise measured on
+    # these fixations (gazeem.gaze.subpixel), is calibrated (measured 94.0% and 71.7%;
+    # EM's posterior alone 84.6% by its 95% interval); the median SD is half the RMS
+    # error, which a few fixations far off dominate (the issue's 1.5x: not met here)
+    assert 0.90 <= interval_coverage(est.gaze_per_bin(), truth, 0.95) <= 0.98
+    assert 0.60 <= interval_coverage(est.gaze_per_bin(), truth, 0.68) <= 0.76

@@ -14,7 +14,9 @@ fields fitted on one other fold each give two independent estimates of a fixatio
 position, and half the mean squared difference of the two is the variance that the noise
 of one fold's fields adds to a position. The noise of a fit falls as ``1 / data``, so the
 fields scored (``FOLDS − 1`` folds) add ``1 / (FOLDS − 1)`` of it; that variance, pooled
-over the session, is added to each refined fixation's posterior (:attr:`CrossFit.field_var`).
+over a group of fixations (:meth:`CrossFit.field_var`), is added to each of their
+posteriors. The groups matter: the same noise in the fields moves a fixation with weak
+evidence (a broad likelihood) much more than one with strong evidence.
 
 Cost: ``2 · FOLDS`` refits of the fields (warm-started at EM's) and as many scorings.
 """
@@ -35,15 +37,29 @@ FOLDS = 3
 MIN_PER_FOLD = 3
 
 
+#: pool the fields' noise over a group only where at least this many fixations measured
+#: it; fewer: over every fixation that did
+MIN_PAIRS = 10
+
+
 @dataclass(frozen=True)
 class CrossFit:
     """``scores (F, ...)``: row ``f`` computed under fields fitted without fixation ``f``'s
-    fold; ``field_var``: px² per axis that the scored fields' noise adds to a position;
-    ``n_pairs``: the fixations whose two one-fold estimates measured it."""
+    fold; ``pair_var (F,)``: half the squared difference, per axis, of each fixation's
+    two one-fold positions (px², NaN where a position is not defined)."""
 
     scores: torch.Tensor
-    field_var: float
-    n_pairs: int
+    pair_var: torch.Tensor
+
+    def field_var(self, group: torch.Tensor | None = None) -> float:
+        """px² per axis that the scored fields' noise adds to a position, pooled over the
+        fixations of ``group (F,)`` bool (all by default; all where fewer than
+        :data:`MIN_PAIRS` of the group measured it)."""
+        ok = ~self.pair_var.isnan()
+        if group is not None and int((ok & group).sum()) >= MIN_PAIRS:
+            ok = ok & group
+        one_fold = float(self.pair_var[ok].mean()) if ok.any() else 0.0
+        return one_fold / (FOLDS - 1)
 
 
 def cross_fit(
@@ -95,11 +111,10 @@ def cross_fit(
         one_fold = [position(scored_on(every[every == k])) for k in range(FOLDS)]
     finally:
         response.load_state_dict(fitted)
-    sq, n = 0.0, 0
+    pair_var = torch.full((n_fix,), torch.nan, dtype=torch.float64)
     for k in range(FOLDS):
         a, b = [one_fold[j] for j in range(FOLDS) if j != k][:2]
         both = (fold == k) & a[1] & b[1]
-        sq += float(((a[0][both] - b[0][both]) ** 2).sum())
-        n += int(both.sum())
-    one_fold_var = sq / (4 * n) if n else 0.0  # half the squared difference, per axis
-    return CrossFit(scores, one_fold_var / (FOLDS - 1), n)
+        diff = (a[0][both] - b[0][both]).to(torch.float64)
+        pair_var[both] = (diff**2).sum(1) / 4  # half the squared difference, per axis
+    return CrossFit(scores, pair_var)

@@ -75,6 +75,10 @@ class GazeFit:
     heldout: HeldOut | None = None
     #: why the raw trace replaced the posterior ("" when it did not)
     correction_note: str = ""
+    #: what the per-fixation posterior adds after EM (:mod:`gazeem.gaze.subpixel`):
+    #: ``n_subpixel``, the fields' noise (px² per axis) for the refined and the
+    #: whole-pixel fixations, the tracker's drift (px² per bin); NaN where not run
+    uncertainty: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
 
     @property
@@ -167,7 +171,20 @@ def build_fit(
         n_spikes=int(data.counts[data.fit_bins].sum()),
         sigma_drift=sigma_drift,
         sigma_sacc=sigma_sacc,
+        uncertainty=uncertainty_terms(post),
     )
+
+
+def uncertainty_terms(post: GazePosterior | None) -> dict[str, float]:
+    """The terms :func:`gazeem.gaze.subpixel.refine_subpixel` added to ``post`` (NaN and
+    0 sub-pixel fixations where it did not run)."""
+    rows = getattr(post, "rows", None)
+    return {
+        "n_subpixel": 0 if rows is None else int(rows.numel()),
+        "field_noise_px2_subpixel": float(getattr(post, "field_var", np.nan)),
+        "field_noise_px2_whole": float(getattr(post, "whole_field_var", np.nan)),
+        "tracker_drift_px2_per_bin": float(getattr(post, "drift_px2_per_bin", np.nan)),
+    }
 
 
 def move_gauge(fit: GazeFit, shift: tuple[float, float], tracker, response) -> GazeFit:
@@ -241,4 +258,5 @@ def fall_back_to_trace(
     fit.gaze["upper"] = per_bin[..., None] + sd[:, None] * z[half:]
     fit.fixations["mean"], fit.fixations["map"] = z0.numpy().copy(), z0.numpy().copy()
     fit.fixations["sd"] = np.broadcast_to(sd, z0.shape).copy()
+    fit.uncertainty = uncertainty_terms(None)  # EM's posterior is not the one reported
     return fit

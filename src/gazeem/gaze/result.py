@@ -268,6 +268,7 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         "gauge_shift_px": [float(v) for v in fit.gauge_shift],
         "gain_se": [float(v) for v in fit.gain_se],
         **heldout_attrs(fit),
+        **fit.uncertainty,
         "loglik_raw_trace": float(fit.loglik_raw),
         "loglik_corrected": float(fit.loglik_corrected),
         "n_spikes": int(fit.n_spikes),
