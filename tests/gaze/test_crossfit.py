@@ -20,6 +20,7 @@ class MeanProblem:
         self.settings = SimpleNamespace(mstep=SimpleNamespace(prune_mass=1e-6))
 
     def fit_response(self, cells, weights, keep):
+        self.n_fits = getattr(self, "n_fits", 0) + 1
         mass = (weights * keep).sum(1)
         with torch.no_grad():
             self.response.weight.fill_(float((mass * self.x).sum() / mass.sum()))
@@ -39,10 +40,11 @@ def test_cross_fit_scores_each_fixation_without_its_fold():
     def score():  # (F, 2): each fixation's value and the current "fields"
         return torch.stack([x, torch.full_like(x, problem.theta())], 1)
 
-    def position(scores):  # every fixation "placed" at the fields' value, on both axes
-        return scores[:, 1:].expand(-1, 2), torch.ones(n_fix, dtype=torch.bool)
+    def position():  # every fixation "placed" at the fields' value, on both axes
+        theta = torch.full((n_fix, 2), problem.theta(), dtype=torch.float64)
+        return theta, torch.ones(n_fix, dtype=torch.bool)
 
-    out = cross_fit(problem, post, score, position)
+    out = cross_fit(problem, post, position, score)
 
     fold = np.arange(n_fix) % FOLDS
     mass = log_q.exp().sum(1).numpy()
@@ -70,6 +72,11 @@ def test_cross_fit_scores_each_fixation_without_its_fold():
     # a smaller group: every fixation's
     np.testing.assert_allclose(out.field_var(torch.arange(n_fix) < 3), expected_var, rtol=1e-9)
     assert problem.theta() == 123.0  # EM's fields restored
+    # without scores: the fields' noise alone, from the one-fold refits only
+    problem.n_fits = 0
+    noise_only = cross_fit(problem, post, position)
+    assert noise_only.scores is None and problem.n_fits == FOLDS
+    np.testing.assert_array_equal(noise_only.pair_var.numpy(), out.pair_var.numpy())
 
 
 def test_cross_fit_needs_three_fixations_per_fold():

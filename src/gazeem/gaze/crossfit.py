@@ -18,7 +18,8 @@ over a group of fixations (:meth:`CrossFit.field_var`), is added to each of thei
 posteriors. The groups matter: the same noise in the fields moves a fixation with weak
 evidence (a broad likelihood) much more than one with strong evidence.
 
-Cost: ``2 · FOLDS`` refits of the fields (warm-started at EM's) and as many scorings.
+Cost: ``2 · FOLDS`` refits of the fields (warm-started at EM's) and as many scorings;
+``FOLDS`` of each where only the fields' noise is asked for.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ MIN_PAIRS = 10
 @dataclass(frozen=True)
 class CrossFit:
     """``scores (F, ...)``: row ``f`` computed under fields fitted without fixation ``f``'s
-    fold; ``pair_var (F,)``: half the squared difference, per axis, of each fixation's
-    two one-fold positions (px², NaN where a position is not defined)."""
+    fold (``None`` where no scores were asked for); ``pair_var (F,)``: half the squared
+    difference, per axis, of each fixation's two one-fold positions (px², NaN where a
+    position is not defined)."""
 
-    scores: torch.Tensor
+    scores: torch.Tensor | None
     pair_var: torch.Tensor
 
     def field_var(self, group: torch.Tensor | None = None) -> float:
@@ -65,10 +67,10 @@ class CrossFit:
 def cross_fit(
     problem,
     post,
-    score: Callable[[], torch.Tensor],
-    position: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    position: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    score: Callable[[], torch.Tensor] | None = None,
 ) -> CrossFit | None:
-    """Cross-fitted ``score()`` of every fixation (module docstring).
+    """Cross-fitted ``score()`` of every fixation and the fields' noise (module docstring).
 
     Parameters
     ----------
@@ -77,11 +79,13 @@ def cross_fit(
         in place and restored before returning.
     post
         EM's :class:`~gazeem.gaze.fixation.FixationPosterior`: the weights of the refits.
-    score
-        ``() -> (F, ...)`` float64 scores of every fixation under the current fields.
     position
-        ``scores -> (mean (F, 2) px, defined (F,) bool)``: the position those scores give
-        each fixation, and which fixations have one.
+        ``() -> (mean (F, 2) px, defined (F,) bool)``: each fixation's position under the
+        current fields, and which fixations have one.
+    score
+        ``() -> (F, ...)`` float64 scores of every fixation under the current fields;
+        ``None``: only the fields' noise is measured (``scores`` is ``None``, and the
+        ``FOLDS`` refits on all folds but one are skipped).
 
     Returns ``None`` with fewer than :data:`MIN_PER_FOLD` fixations in a fold.
     """
@@ -94,21 +98,21 @@ def cross_fit(
     weights = post.log_q.exp()
     keep = prune_support(post.log_q, problem.settings.mstep.prune_mass)
 
-    def scored_on(folds: torch.Tensor) -> torch.Tensor:
-        """``score()`` under fields refitted on the fixations of ``folds`` only."""
+    def on(folds: torch.Tensor, read: Callable):
+        """``read()`` under fields refitted on the fixations of ``folds`` only."""
         response.load_state_dict(fitted)
-        on = torch.isin(fold, folds).to(keep.device)[:, None]
-        problem.fit_response(post.windows.cells, torch.where(on, weights, 0.0), keep & on)
-        return score()
+        mask = torch.isin(fold, folds).to(keep.device)[:, None]
+        problem.fit_response(post.windows.cells, torch.where(mask, weights, 0.0), keep & mask)
+        return read()
 
     every = torch.arange(FOLDS)
     try:
         scores = None
-        for k in range(FOLDS):
-            s = scored_on(every[every != k])
+        for k in range(FOLDS if score is not None else 0):
+            s = on(every[every != k], score)
             scores = torch.empty_like(s) if scores is None else scores
             scores[fold == k] = s[fold == k]
-        one_fold = [position(scored_on(every[every == k])) for k in range(FOLDS)]
+        one_fold = [on(every[every == k], position) for k in range(FOLDS)]
     finally:
         response.load_state_dict(fitted)
     pair_var = torch.full((n_fix,), torch.nan, dtype=torch.float64)

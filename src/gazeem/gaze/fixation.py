@@ -107,12 +107,7 @@ class FixationProblem:
         mode = self.settings.estep.mode
         self.follow_motion()
         win = self.windows(self._drawn_keys)
-        pos = self.tracker_positions(win)
-        dev = self.data.counts.device
-        log_other = (
-            self.tracker.log_prob(self.data.fix_reading, pos)
-            + self.cell_prior.log_prob(win.cell_index.cpu())
-        ).to(dev)
+        log_other = self.log_other(win).to(self.data.counts.device)
         if mode == "fast":
             resp_ll = self.window_loglik_fast(win, log_other)
         else:
@@ -233,6 +228,12 @@ class FixationProblem:
             return ll
         w = self.response_weight.to(ll)[bins]
         return ll * w.reshape(-1, *([1] * (ll.dim() - 1)))
+
+    def log_other(self, win: Windows) -> torch.Tensor:
+        """``(F, K)`` log p(ẑ | z) + log p(z) of the windows' cells, on the CPU."""
+        pos = self.tracker_positions(win)
+        prior = self.cell_prior.log_prob(win.cell_index.cpu())
+        return self.tracker.log_prob(self.data.fix_reading, pos) + prior
 
     def tracker_positions(self, win: Windows) -> torch.Tensor:
         """``(F, K, 2)`` centred-pixel positions for the tracker term (targets at calibration)."""

@@ -167,33 +167,31 @@ def refine_subpixel(problem, post):
     refined = torch.zeros(n_fix, dtype=torch.bool)
     refined[rows] = True
     whole_pos = data.pin_calibration(cells.to(torch.float64), centered=False)
-    k = cells.shape[1]
 
-    def score() -> torch.Tensor:
+    def fine_joint() -> torch.Tensor:
+        return _fine_log_joint(problem, win, small)
+
+    def position() -> tuple[torch.Tensor, torch.Tensor]:
         whole = _whole_log_joint(problem, post.windows)
-        return (
-            torch.cat([whole, _fine_log_joint(problem, win, small)], 1) if rows.numel() else whole
-        )
-
-    def position(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, _ = position_moments(normalize_log(scores[:, :k])[0].exp(), whole_pos)
+        mean, _ = position_moments(normalize_log(whole)[0].exp(), whole_pos)
         if rows.numel():
-            fine, _ = position_moments(normalize_log(scores[:, k:])[0].exp(), fine_pos)
+            fine, _ = position_moments(normalize_log(fine_joint())[0].exp(), fine_pos)
             mean = torch.where(refined[:, None], fine, mean)
         return mean, ~data.is_calibration
 
-    crossed = cross_fit(problem, post, score, position) if CROSS_FIT else None
+    crossed = None
+    if CROSS_FIT:  # the cross-fitted scores only where a fixation is refined
+        crossed = cross_fit(problem, post, position, fine_joint if rows.numel() else None)
     if crossed is None and rows.numel() == 0:
         return post
     base = {f.name: getattr(post, f.name) for f in fields(FixationPosterior)}
     field_var = whole_var = 0.0
-    if crossed is not None:
-        scores = crossed.scores
+    if crossed is None:
+        fine_scores = fine_joint()[rows]
+    else:
+        fine_scores = crossed.scores[rows] if rows.numel() else torch.zeros(0, side * side)
         field_var = crossed.field_var(refined)
         whole_var = crossed.field_var(~refined & ~data.is_calibration)
-    else:
-        scores = score()
-    fine_scores = scores[rows, k:] if rows.numel() else torch.zeros(0, side * side)
     log_q_fine, _ = normalize_log(fine_scores.to(torch.float64))
     mean, var = fine_moments(log_q_fine.exp(), fine_pos[rows], 1.0 / PHASES, field_var)
     drift_var, drift = tracker_drift_var(data, problem.tracker, rows, mean, var)
@@ -217,10 +215,7 @@ def _whole_log_joint(problem, win: Windows) -> torch.Tensor:
     saved_weight, problem.response_weight = problem.response_weight, None
     try:
         with torch.no_grad():
-            pos = problem.tracker_positions(win)
-            other = problem.tracker.log_prob(problem.data.fix_reading, pos)
-            other = other + problem.cell_prior.log_prob(win.cell_index.cpu())
-            joint = problem.window_loglik(win).cpu().to(torch.float64) + other.cpu()
+            joint = problem.window_loglik(win).cpu().to(torch.float64) + problem.log_other(win)
     finally:
         problem.response_weight = saved_weight
     return joint.masked_fill(~win.support.cpu(), -torch.inf)
