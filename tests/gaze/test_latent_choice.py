@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gazeem.gaze.anneal import temperatures
-from gazeem.gaze.checks import DRIFT_RMS_FOR_BIN, choose_latent, within_fixation_drift
+from gazeem.gaze.checks import UNRESOLVED_RMS_FOR_BIN, choose_latent, within_fixation_drift
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.estimator import GazeEM
 from tests.conftest import make_session
@@ -21,17 +21,31 @@ def test_drift_is_measured_through_tracker_jitter(drift):
     """A random walk of step ``d`` per axis over ``n`` bins spreads about its mean by
     ``sqrt(2 d² n / 6)`` (2-D); the reading's white jitter (0.3 px a bin) must not count."""
     s = make_session("small", seed=3, n_bins=4000, drift_px_per_bin=drift, tracker_jitter_px=0.3)
-    rms, n = within_fixation_drift(data_of(s))
-    assert rms == pytest.approx(math.sqrt(2 * drift**2 * n / 6), rel=0.2)
+    got = within_fixation_drift(data_of(s))
+    spread = 2 * drift**2 * got.bins / 6
+    assert got.rms == pytest.approx(math.sqrt(spread), rel=0.2)
+    assert got.jitter == pytest.approx(math.sqrt(2 * 0.3**2), rel=0.2)
+    # what the per-fixation latent's Wiener weight leaves unfollowed
+    left = spread * 2 * 0.3**2 / (spread + 2 * 0.3**2)
+    assert got.unresolved == pytest.approx(math.sqrt(left), rel=0.2)
 
 
-def test_auto_takes_the_chain_only_where_the_eye_moves():
+def test_auto_takes_the_chain_only_where_the_eye_moves_unseen():
+    """The chain where the eye moves more than the reading resolves; the per-fixation
+    latent, which follows the reading's motion, where the eye is still or the tracker sees
+    the motion (a quiet tracker: the fixation task's 1 kHz samples averaged per bin)."""
     still = data_of(make_session("small", seed=3, drift_px_per_bin=0.0, tracker_jitter_px=0.5))
     moving = data_of(make_session("small", seed=3, drift_px_per_bin=0.3))
-    assert within_fixation_drift(still)[0] < 0.1 < DRIFT_RMS_FOR_BIN
+    seen = data_of(make_session("small", seed=3, drift_px_per_bin=0.3, tracker_jitter_px=0.02))
+    assert within_fixation_drift(still).rms < 0.1
+    assert within_fixation_drift(still).unresolved < 0.1 < UNRESOLVED_RMS_FOR_BIN
     assert choose_latent(still, "exact", "uniform")[0] == "fixation"
     latent, why = choose_latent(moving, "exact", "uniform")
     assert latent == "bin" and "drifts 0.8" in why
+    drift = within_fixation_drift(seen)
+    assert drift.rms > 0.7 and drift.unresolved < 0.05
+    latent, why = choose_latent(seen, "exact", "uniform")
+    assert latent == "fixation" and "drifts 0.8" in why
     # the chain needs the exact E-step and a fixed prior: auto falls back and says so
     latent, why = choose_latent(moving, "fast", "uniform")
     assert latent == "fixation" and "estep=fast" in why

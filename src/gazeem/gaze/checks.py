@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -163,21 +164,36 @@ def gain_note(se: np.ndarray, n_fix: int) -> str:
     )
 
 
-#: the per-fixation latent holds the gaze still within a fixation; once the drift about a
-#: fixation's mean (2-D RMS) reaches 0.2 px, ``latent: auto`` takes the per-bin chain.
-#: Measured on 2-minute sessions (docs/architecture.md, "Per-bin gaze"): at 0.14 px the
-#: per-fixation latent's error was within 7% of the chain's and its intervals calibrated;
-#: at 0.25 px its error was 34% larger, at 0.35 px its 95% interval covered 88%
-DRIFT_RMS_FOR_BIN = 0.2
+#: the per-fixation latent follows the eye's motion within a fixation as far as the
+#: tracker resolves it (``posterior.within_fixation_motion``: the reading's deviation from
+#: its fixation mean, Wiener-weighted against the reading's jitter); once what it cannot
+#: follow (2-D RMS) reaches 0.2 px, ``latent: auto`` takes the per-bin chain, whose states
+#: follow the motion through the spikes. Measured on 2-minute sessions (docs/architecture.md,
+#: "Per-bin gaze"): at 0.12 px left unresolved the two latents were equally accurate, at
+#: 0.20 and 0.26 px the chain's error was lower or its intervals calibrated where the
+#: per-fixation ones under-covered; where the tracker resolves the motion (a 1 kHz tracker:
+#: 0 px left) the per-fixation latent was a third more accurate than the chain
+UNRESOLVED_RMS_FOR_BIN = 0.2
 
 
-def within_fixation_drift(data) -> tuple[float, float]:
-    """``(drift RMS px, median fixation bins)`` from the tracker trace.
+class TraceDrift(NamedTuple):
+    """The eye's motion within fixations as the tracker trace shows it (px, 2-D RMS)."""
+
+    rms: float  #: the drift's spread about a fixation's mean
+    bins: float  #: the median fixation's length (bins)
+    jitter: float  #: the reading's white noise per bin
+    unresolved: float  #: what the reading cannot follow: ``sqrt(M j / (M + j))``
+
+
+def within_fixation_drift(data) -> TraceDrift:
+    """The drift within fixations, and how much of it the reading resolves.
 
     The mean squared displacement of the reading between bins of one fixation, at lags 1
-    and 5: white tracker jitter adds the same to both, a random walk ``lag`` times its step
-    variance, so ``(MSD(5) − MSD(1)) / 4`` is the drift's step variance (2-D). A random walk
-    of ``n`` steps spreads about its mean by ``sqrt(step variance · n / 6)``.
+    and 5: white tracker jitter adds the same ``2j`` to both, a random walk ``lag`` times
+    its step variance, so ``(MSD(5) − MSD(1)) / 4`` is the drift's step variance ``s``
+    (2-D) and ``(MSD(1) − s) / 2`` the jitter's ``j``. A random walk of ``n`` steps spreads
+    about its mean by ``M = s · n / 6``; the Wiener weight ``M / (M + j)`` of the
+    per-fixation latent leaves ``M j / (M + j)`` of it unfollowed.
     """
     eye = np.asarray(data.eye_px, dtype=np.float64)
     fix = data.fixation.cpu().numpy()
@@ -190,20 +206,26 @@ def within_fixation_drift(data) -> tuple[float, float]:
         d = d[np.isfinite(d).all(1)]
         return float((d**2).sum(1).mean()) if len(d) else np.nan
 
-    step_var = (msd(5) - msd(1)) / 4
-    if not np.isfinite(step_var):
-        return 0.0, n
-    return math.sqrt(max(step_var, 0.0) * n / 6), n
+    m1, m5 = msd(1), msd(5)
+    if not (np.isfinite(m1) and np.isfinite(m5)):
+        return TraceDrift(0.0, n, 0.0, 0.0)
+    step_var = max((m5 - m1) / 4, 0.0)
+    jitter = max((m1 - step_var) / 2, 0.0)
+    spread = step_var * n / 6
+    left = spread * jitter / (spread + jitter) if spread + jitter > 0 else 0.0
+    return TraceDrift(math.sqrt(spread), n, math.sqrt(jitter), math.sqrt(left))
 
 
 def choose_latent(data, estep: str, prior: str) -> tuple[str, str]:
     """``latent: auto``: the latent for these data, and why (recorded in the fit)."""
     if estep != "exact" or prior == "counts":
         return "fixation", f"auto: estep={estep}, prior={prior} need the per-fixation latent"
-    rms, n = within_fixation_drift(data)
-    verdict = "bin" if rms >= DRIFT_RMS_FOR_BIN else "fixation"
+    drift = within_fixation_drift(data)
+    verdict = "bin" if drift.unresolved >= UNRESOLVED_RMS_FOR_BIN else "fixation"
     cmp = ">=" if verdict == "bin" else "<"
     return verdict, (
-        f"auto: the tracker trace drifts {rms:.2f} px RMS about a fixation's mean (median "
-        f"fixation {n:.0f} bins), {cmp} {DRIFT_RMS_FOR_BIN:.2f} px"
+        f"auto: the tracker trace drifts {drift.rms:.2f} px RMS about a fixation's mean "
+        f"(median fixation {drift.bins:.0f} bins) under {drift.jitter:.2f} px of jitter a "
+        f"bin, which leaves {drift.unresolved:.2f} px that the reading does not follow, "
+        f"{cmp} {UNRESOLVED_RMS_FOR_BIN:.2f} px"
     )

@@ -69,7 +69,7 @@ class GazeEM:
         ``"fixation"``: one gaze cell per fixation (:mod:`gazeem.gaze.fixation`), or
         ``"bin"``: a gaze cell per bin, linked over time by fixational drift and by the
         tracker's measured saccade displacements (:mod:`gazeem.gaze.drift`); ``"auto"``:
-        ``bin`` when the tracker trace drifts within fixations by a cell's spread or more
+        ``bin`` where the eye drifts within fixations more than the reading follows
         (:func:`gazeem.gaze.checks.choose_latent`; the fit records which and why).
     prior
         The cell prior: ``"uniform"``, ``"weights"`` (fixed ``prior_weights`` over the
