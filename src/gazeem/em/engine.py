@@ -13,7 +13,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from tqdm.auto import tqdm
@@ -93,6 +93,21 @@ class EMState:
     @property
     def final_log_likelihood(self) -> float:
         return self.log_likelihood[-1]
+
+    def then(self, more: EMState) -> EMState:
+        """This run's trace followed by ``more``'s, EM resumed after a change of the model
+        (the E-step between them counted as an iteration: the objective steps there)."""
+        return replace(
+            more,
+            log_likelihood=self.log_likelihood + more.log_likelihood,
+            objective=self.objective + more.objective,
+            n_iter=self.n_iter + 1 + more.n_iter,
+            warnings=self.warnings + more.warnings,
+            seconds_per_iter=self.seconds_per_iter + more.seconds_per_iter,
+            extrapolations=tuple(
+                a + b for a, b in zip(self.extrapolations, more.extrapolations, strict=True)
+            ),
+        )
 
 
 def run_em(

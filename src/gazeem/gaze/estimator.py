@@ -37,7 +37,9 @@ from gazeem.gaze.settings import (
     check_rules,
     check_settings,
 )
+from gazeem.gaze.split import split_hidden_saccades
 from gazeem.gaze.subpixel import refine_subpixel
+from gazeem.gaze.windows import expected_positions
 from gazeem.models.response import ResponseModel
 
 
@@ -131,6 +133,10 @@ class GazeEM:
         After EM, score the corrected gaze against the raw trace on held-out units and
         fixations (:mod:`gazeem.gaze.heldout`); where the correction is not supported, warn
         and report the tracker's own estimate with its error instead.
+    split_fixations
+        ``latent="fixation"``: after EM, cut in two each fixation whose spikes say the eye
+        sat at two places (a saccade the reading did not show; :mod:`gazeem.gaze.split`),
+        and run EM on.
     anneal, accelerate
         Start EM with tempered M-steps (:mod:`gazeem.gaze.anneal`; ``"auto"``: where frames
         are held within fixations); accelerate it by SQUAREM (:mod:`gazeem.em.squarem`).
@@ -210,50 +216,35 @@ class GazeEM:
         cache_mb: int = 1024,
         random_state: int = 0,
         heldout_check: bool = True,
+        split_fixations: bool = True,
         anneal: str | bool = "auto",
         accelerate: bool = False,
         frames_in_memory: str | bool = "auto",
         response_model: ResponseModel | None = None,
         progress: bool = False,
     ) -> None:
-        self.patch_size = patch_size
-        self.n_lags = n_lags
-        self.nonlinearity = nonlinearity
-        self.l2 = l2
-        self.smooth = smooth
-        self.sigma_init = sigma_init
-        self.learn_sigma = learn_sigma
-        self.learn_gain = learn_gain
-        self.offset = offset
-        self.latent = latent
+        self.patch_size, self.n_lags, self.nonlinearity = patch_size, n_lags, nonlinearity
+        self.l2, self.smooth = l2, smooth
+        self.sigma_init, self.learn_sigma, self.learn_gain = sigma_init, learn_sigma, learn_gain
+        self.offset, self.latent = offset, latent
         self.prior, self.prior_weights = prior, prior_weights
         self.prior_pseudocount = prior_pseudocount
-        self.sigma_drift_init = sigma_drift_init
-        self.sigma_sacc_init = sigma_sacc_init
-        self.learn_sigma_drift = learn_sigma_drift
-        self.learn_sigma_sacc = learn_sigma_sacc
-        self.estep = estep
-        self.num_samples = num_samples
-        self.fast_top_k = fast_top_k
+        self.sigma_drift_init, self.sigma_sacc_init = sigma_drift_init, sigma_sacc_init
+        self.learn_sigma_drift, self.learn_sigma_sacc = learn_sigma_drift, learn_sigma_sacc
+        self.estep, self.num_samples, self.fast_top_k = estep, num_samples, fast_top_k
         self.window_k, self.window_min, self.window_max = window_k, window_min, window_max
         self.grid_margin_px = grid_margin_px
-        self.mstep = mstep
-        self.mstep_max_iter = mstep_max_iter
-        self.adam_steps = adam_steps
-        self.adam_lr = adam_lr
-        self.prune_mass = prune_mass
-        self.mstep_max_cells = mstep_max_cells
+        self.mstep, self.mstep_max_iter = mstep, mstep_max_iter
+        self.adam_steps, self.adam_lr = adam_steps, adam_lr
+        self.prune_mass, self.mstep_max_cells = prune_mass, mstep_max_cells
         self.tol, self.max_iter, self.gaze_tol = tol, max_iter, gaze_tol
-        self.device = device
-        self.dtype = dtype
-        self.chunk_mb = chunk_mb
-        self.cache_mb = cache_mb
+        self.device, self.dtype = device, dtype
+        self.chunk_mb, self.cache_mb = chunk_mb, cache_mb
         self.random_state = random_state
-        self.heldout_check = heldout_check
+        self.heldout_check, self.split_fixations = heldout_check, split_fixations
         self.anneal, self.accelerate = anneal, accelerate
         self.frames_in_memory = frames_in_memory
-        self.response_model = response_model
-        self.progress = progress
+        self.response_model, self.progress = response_model, progress
 
     # -- parameters (scikit-learn style) ------------------------------------------------
     @classmethod
@@ -338,6 +329,7 @@ class GazeEM:
             learn_gain=self.learn_gain,
             offset=self.offset,
         )
+        tracker0 = copy.deepcopy(tracker)  # z0's, for the raw gaze of fixations cut later
         prior = build_cell_prior(cell_prior, grid, self.prior_weights, self.prior_pseudocount)
         response = build_response(
             data,
@@ -370,6 +362,11 @@ class GazeEM:
         cv = tuple(k for k in ("smooth", "l2") if getattr(self, k) == "cv")
         cv = cv if latent == "fixation" else ()  # gazeem.gaze.penalty
         estep, state, choices = em_with_cv_penalties(problem, estep, state, em, cv)
+        n_cut = 0
+        if latent == "fixation" and self.split_fixations:
+            problem, new, state, n_cut = split_hidden_saccades(problem, state, em, moves)
+            if n_cut:  # the fixations changed: so did the raw gaze per fixation
+                estep, data, z0 = new, problem.data, expected_positions(problem.data, tracker0)
         self.grid_, self.tracker_, self.prior_, self.response_ = grid, tracker, prior, response
         self.posterior_ = post = refine_subpixel(problem, estep.posterior)
         drift = {}
@@ -389,7 +386,7 @@ class GazeEM:
             gaze_change=moves.as_array(),
             **drift,
         )
-        fit.anneal_steps, fit.anneal_reason = n_anneal, anneal_reason
+        fit.anneal_steps, fit.anneal_reason, fit.n_split = n_anneal, anneal_reason, n_cut
         for k in ("smooth", "l2"):
             setattr(fit, k, getattr(response, k, None))
             setattr(fit, f"{k}_cv", choices.get(k))

@@ -63,6 +63,9 @@ class GazeFit:
     #: tempered M-steps before EM (:mod:`gazeem.gaze.anneal`), and why or why not
     anneal_steps: int = 0
     anneal_reason: str = ""
+    #: fixations cut in two after EM, where the spikes showed a saccade that the tracker
+    #: reading did not (:mod:`gazeem.gaze.split`); ``fixations`` holds both parts
+    n_split: int = 0
     #: the penalties the fields ended with, and their cross-validation (``smooth: cv``,
     #: ``l2: cv``; :class:`gazeem.gaze.penalty.PenaltyChoice`; ``None``: not run)
     smooth: float | None = None

@@ -23,7 +23,7 @@ says so). Cost: ``len(FACTORS) · FOLDS`` refits of the fields per penalty chose
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -107,15 +107,4 @@ def em_with_cv_penalties(
     if not choices:
         return estep, state, choices
     estep, more = run_em(problem, **em)
-    joined = replace(
-        more,
-        log_likelihood=state.log_likelihood + more.log_likelihood,
-        objective=state.objective + more.objective,
-        n_iter=state.n_iter + 1 + more.n_iter,
-        warnings=state.warnings + more.warnings,
-        seconds_per_iter=state.seconds_per_iter + more.seconds_per_iter,
-        extrapolations=tuple(
-            a + b for a, b in zip(state.extrapolations, more.extrapolations, strict=True)
-        ),
-    )
-    return estep, joined, choices
+    return estep, state.then(more), choices

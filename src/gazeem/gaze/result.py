@@ -260,6 +260,7 @@ def provenance_attrs(fit: GazeFit, session: xr.Dataset, params: dict) -> dict:
         "latent_reason": fit.latent_reason,
         "anneal_steps": int(fit.anneal_steps),
         "anneal_reason": fit.anneal_reason,
+        "n_split_fixations": int(fit.n_split),
         **penalty_attrs(fit),
         "n_iter": int(fit.state.n_iter),
         "converged": int(fit.state.converged),

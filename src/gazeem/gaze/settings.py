@@ -153,6 +153,7 @@ PARAMETER_CONSTRAINTS: dict[str, dict] = {
     "cache_mb": {"type": "integer", "minimum": 0},
     "random_state": {"type": "integer"},
     "heldout_check": _BOOL,
+    "split_fixations": _BOOL,
     "anneal": {"enum": ["auto", True, False]},
     "accelerate": _BOOL,
 }

@@ -1,0 +1,118 @@
+"""Fixations that hid a saccade (:mod:`gazeem.gaze.split`): the Bayes factor against
+enumeration, the relabelling, and a cut found on a simulated session."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal, poisson
+
+from gazeem.gaze.data import GazeData, GazeGrid
+from gazeem.gaze.fixation import FixationProblem
+from gazeem.gaze.settings import ProblemSettings, WindowSettings
+from gazeem.gaze.split import MIN_BINS, split_data, split_evidence
+from gazeem.models import CellWeightsPrior, PoissonLN, TrackerModel
+from gazeem.simulate import simulate_session
+from tests.conftest import TINY
+from tests.gaze.test_posterior import patch_by_loops
+
+
+@pytest.fixture
+def problem():
+    ds = simulate_session(seed=4, **{**TINY, "n_bins": 60, "fixation_bins": (8, 12)})
+    data = GazeData.from_dataset(ds, torch.device("cpu"), torch.float64)
+    rng = np.random.default_rng(3)
+    resp = PoissonLN(2, 4, 2).double()
+    with torch.no_grad():
+        resp.rf.copy_(torch.as_tensor(rng.normal(0, 0.6, size=(2, 2, 4, 4))))
+        resp.bias.copy_(torch.tensor([-0.2, 0.1]))
+    tracker = TrackerModel(sigma=1.3)
+    tracker.offset = torch.tensor([0.4, -0.3], dtype=torch.float64)
+    prior = CellWeightsPrior(torch.as_tensor(rng.uniform(0.2, 1.0, size=(12, 12))))
+    settings = ProblemSettings(window=WindowSettings(k=3.0, h_min=2, h_max=2))
+    prob = FixationProblem(data, GazeGrid(0, 11, 0, 11), tracker, prior, resp, None, settings)
+    prob.e_step()
+    return prob, ds
+
+
+def test_bayes_factor_equals_enumeration(problem):
+    """Every split point and cell by explicit loops: the evidence of two positions (each
+    part with its own mean reading), averaged over the split, against one."""
+    prob, ds = problem
+    log_bf, at, jump = split_evidence(prob)
+    stim, frame, counts = (
+        ds["stimulus"].values.astype(float),
+        ds["frame"].values,
+        ds["counts"].values,
+    )
+    rf, bias = prob.response.rf.detach().numpy(), prob.response.bias.detach().numpy()
+    logw = prob.cell_prior.log_weights.numpy()
+    center = np.asarray(prob.data.geometry.center_px)
+    eye = np.asarray(prob.data.eye_px) - center
+    fix = prob.data.fixation.numpy()
+    cells = prob.windows().cells.numpy()
+    checked = 0
+    for f in range(prob.data.n_fixations):
+        bins = np.flatnonzero(fix == f)
+        n = bins.size
+        if n < 2 * MIN_BINS:
+            assert log_bf[f] == -np.inf and at[f] == -1
+            continue
+        ll = np.zeros((n, len(cells[f])))
+        for i, t in enumerate(bins):
+            for k, (x, y) in enumerate(cells[f]):
+                for u in range(2):
+                    drive = bias[u] + sum(
+                        (
+                            rf[u, lag]
+                            * patch_by_loops(stim, frame[t - lag] if t >= lag else -1, x, y, 4)
+                        ).sum()
+                        for lag in range(2)
+                    )
+                    ll[i, k] += poisson.logpmf(counts[t, u], np.exp(drive))
+
+        def evidence(rows):
+            reading = eye[bins[rows]].mean(0)
+            track = [
+                multivariate_normal(
+                    xy - center + prob.tracker.offset.numpy(), 1.3**2 * np.eye(2)
+                ).logpdf(reading)
+                for xy in cells[f]
+            ]
+            return logsumexp(
+                ll[rows].sum(0) + np.array(track) + logw[cells[f][:, 1] * 12 + cells[f][:, 0]]
+            )
+
+        splits = range(MIN_BINS, n - MIN_BINS + 1)
+        both = np.array([evidence(slice(0, s)) + evidence(slice(s, n)) for s in splits])
+        expected = logsumexp(both) - np.log(both.size) - evidence(slice(0, n))
+        assert float(log_bf[f]) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        assert int(at[f]) == bins[list(splits)[int(both.argmax())]]
+        checked += 1
+    assert checked >= 3
+
+
+def test_split_data_relabels_in_time_order(problem):
+    prob, _ = problem
+    d = prob.data
+    fix = d.fixation.numpy()
+    cut_in = [1, 3]
+    at = torch.tensor([np.flatnonzero(fix == f)[MIN_BINS] for f in cut_in])
+    new = split_data(d, at)
+    nf = new.fixation.numpy()
+    assert new.n_fixations == d.n_fixations + 2
+    assert ((nf >= 0) == (fix >= 0)).all()
+    # each old fixation maps to one new one, or to two consecutive ones split at ``at``
+    for f in range(d.n_fixations):
+        bins = np.flatnonzero(fix == f)
+        parts = np.unique(nf[bins])
+        assert len(parts) == (2 if f in cut_in else 1)
+        if f in cut_in:
+            assert (nf[bins] == parts[0]).sum() == MIN_BINS
+        for p in parts:
+            own = np.flatnonzero(nf == p)
+            expect = (np.asarray(d.eye_px)[own] - np.asarray(d.geometry.center_px)).mean(0)
+            np.testing.assert_allclose(new.fix_reading[p].numpy(), expect, atol=1e-9)
+            assert new.fix_ids[p] == d.fix_ids[f]
+    order = new.fixation[new.fit_bins].numpy()
+    assert (np.diff(order) >= 0).all()
