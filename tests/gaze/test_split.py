@@ -71,23 +71,27 @@ def test_bayes_factor_equals_enumeration(problem):
                     )
                     ll[i, k] += poisson.logpmf(counts[t, u], np.exp(drive))
 
-        def evidence(rows):
+        def evidence(rows, bins=bins, f=f, ll=ll):
+            """``(log evidence, most probable cell)`` of one position for ``rows``."""
             reading = eye[bins[rows]].mean(0)
-            track = [
-                multivariate_normal(
-                    xy - center + prob.tracker.offset.numpy(), 1.3**2 * np.eye(2)
-                ).logpdf(reading)
-                for xy in cells[f]
-            ]
-            return logsumexp(
-                ll[rows].sum(0) + np.array(track) + logw[cells[f][:, 1] * 12 + cells[f][:, 0]]
+            offset = prob.tracker.offset.numpy()
+            track = np.array(
+                [
+                    multivariate_normal(xy - center + offset, 1.3**2 * np.eye(2)).logpdf(reading)
+                    for xy in cells[f]
+                ]
             )
+            joint = ll[rows].sum(0) + track + logw[cells[f][:, 1] * 12 + cells[f][:, 0]]
+            return logsumexp(joint), cells[f][joint.argmax()]
 
         splits = range(MIN_BINS, n - MIN_BINS + 1)
-        both = np.array([evidence(slice(0, s)) + evidence(slice(s, n)) for s in splits])
-        expected = logsumexp(both) - np.log(both.size) - evidence(slice(0, n))
+        both = np.array([evidence(slice(0, s))[0] + evidence(slice(s, n))[0] for s in splits])
+        expected = logsumexp(both) - np.log(both.size) - evidence(slice(0, n))[0]
         assert float(log_bf[f]) == pytest.approx(expected, rel=1e-9, abs=1e-9)
-        assert int(at[f]) == bins[list(splits)[int(both.argmax())]]
+        best = list(splits)[int(both.argmax())]
+        assert int(at[f]) == bins[best]
+        apart = evidence(slice(0, best))[1] - evidence(slice(best, n))[1]
+        assert float(jump[f]) == pytest.approx(float(np.hypot(*apart)))
         checked += 1
     assert checked >= 3
 
