@@ -8,12 +8,14 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, poisson
 
 from gazeem.gaze.data import GazeData, GazeGrid
+from gazeem.gaze.estimator import GazeEM
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.settings import ProblemSettings, WindowSettings
 from gazeem.gaze.split import MIN_BINS, split_data, split_evidence
 from gazeem.models import CellWeightsPrior, PoissonLN, TrackerModel
 from gazeem.simulate import simulate_session
-from tests.conftest import TINY
+from tests.conftest import TINY, make_session
+from tests.gaze.realistic import rms, through_nwb, true_px
 from tests.gaze.test_posterior import patch_by_loops
 
 
@@ -120,3 +122,39 @@ def test_split_data_relabels_in_time_order(problem):
             assert new.fix_ids[p] == d.fix_ids[f]
     order = new.fixation[new.fit_bins].numpy()
     assert (np.diff(order) >= 0).all()
+
+
+def test_a_hidden_saccade_is_cut_where_the_eye_jumped(tmp_path):
+    """The whole-fit benchmark's noise session (1 minute, through NWB) with two
+    fixations 4-8 px apart given one id, as ingest leaves a saccade the reading does not
+    show: the fit cuts that fixation at the first bin after the saccade, every cut it
+    makes separates true positions at least 2 px apart (the oracle: the simulated gaze),
+    and the merged bins are within 1 px RMS where one position for both parts would
+    leave at least 2 px (half the step)."""
+    sim = make_session("noise", seed=3, n_bins=3600, ppd=32.0, stim_center_deg=(0.0, 0.0))
+    session = through_nwb(sim, tmp_path)
+    truth = true_px(session)
+    fix = session["fixation"].values.copy()
+    ids = np.unique(fix[fix >= 0])
+    means = np.array([truth[fix == i].mean(0) for i in ids])
+    sizes = np.array([(fix == i).sum() for i in ids])
+    step = np.linalg.norm(np.diff(means, axis=0), axis=1)
+    j = int(np.flatnonzero((step >= 4) & (step <= 8) & (sizes[:-1] >= 10) & (sizes[1:] >= 10))[0])
+    second = np.flatnonzero(fix == ids[j + 1])
+    fix[second] = ids[j]
+    merged = np.flatnonzero(fix == ids[j])
+    session["fixation"] = (session["fixation"].dims, fix, session["fixation"].attrs)
+
+    est = GazeEM(patch_size=16, latent="fixation", grid_margin_px=8, device="cpu").fit(session)
+    parts = est.fit_.fixation_of_bin
+    assert est.fit_.n_split >= 1
+    assert len(np.unique(parts[merged])) == 2
+    assert (parts[merged] == parts[second[0]]).sum() == second.size  # cut at its first bin
+    part_ids = est.fit_.fixations["id"]
+    cut = [p for p in np.unique(part_ids) if (part_ids == p).sum() == 2]
+    assert len(cut) == est.fit_.n_split
+    for p in cut:
+        a, b = np.flatnonzero(part_ids == p)
+        assert np.linalg.norm(truth[parts == a].mean(0) - truth[parts == b].mean(0)) >= 2.0
+    est_mean = est.gaze_per_bin()["mean"]
+    assert rms(est_mean[merged], truth[merged]) < 1.0
