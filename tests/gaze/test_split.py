@@ -158,3 +158,32 @@ def test_a_hidden_saccade_is_cut_where_the_eye_jumped(tmp_path):
         assert np.linalg.norm(truth[parts == a].mean(0) - truth[parts == b].mean(0)) >= 2.0
     est_mean = est.gaze_per_bin()["mean"]
     assert rms(est_mean[merged], truth[merged]) < 1.0
+
+
+def test_held_frames_share_crops_and_give_the_same_evidence(monkeypatch):
+    """Frames held 7 bins: the scan scores a run's bins from one crop; the Bayes factors
+    and split bins equal those of one crop per bin."""
+    from gazeem.gaze import split
+    from tests.gaze.test_held_frames import problem as held_problem
+
+    session = make_session(
+        "small", seed=3, n_bins=900, n_units=6, stim_rows=32, stim_cols=32, patch_size=8,
+        frame_hold=7, stimulus="gaussian", gaze_range_px=6.0, rf_sigma_px=(1.0, 1.5),
+    )  # fmt: skip
+    prob, _ = held_problem(session)
+    prob.e_step()
+    pooled = split_evidence(prob)
+    calls = []
+    real = prob.response.shared_window_log_likelihood
+    monkeypatch.setattr(
+        prob.response, "shared_window_log_likelihood", lambda *a: calls.append(1) or real(*a)
+    )
+    split_evidence(prob)
+    assert calls  # the pooled path ran
+    monkeypatch.setattr(split, "POOL_BELOW", 0.0)
+    per_bin = split_evidence(prob)
+    finite = torch.isfinite(per_bin[0])
+    assert finite.sum() >= 10
+    assert torch.equal(finite, torch.isfinite(pooled[0]))
+    torch.testing.assert_close(pooled[0][finite], per_bin[0][finite], rtol=1e-9, atol=1e-6)
+    assert torch.equal(pooled[1], per_bin[1])

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from gazeem.em.engine import EMState, run_em
+from gazeem.gaze.batches import POOL_BELOW, run_starts
 from gazeem.gaze.data import GazeData
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.posterior import GazeMoves
@@ -66,7 +67,6 @@ def split_evidence(problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     reading = torch.as_tensor(d.geometry.px_to_centered(np.asarray(d.eye_px)))
     skip = d.is_calibration
     k = win.side**2
-    window_ll = problem.window_ll()
     chunk = problem.batches.chunk_bins(problem.batches.window_bin_bytes(win))
 
     def score(bins: torch.Tensor, f: torch.Tensor, ll: torch.Tensor) -> None:
@@ -124,10 +124,13 @@ def split_evidence(problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         jump[fix[finite]] = (cells[g_, cell_l] - cells[g_, cell_r]).norm(dim=1)
 
     pending = None
+    bins_all = d.fit_bins
     with torch.no_grad():
-        for bins, f, crops in problem.batches.window_crops(win, chunk):
-            ll = window_ll(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
-            part = (bins.cpu(), f.cpu(), ll.reshape(bins.numel(), k).to(torch.float64).cpu())
+        for lo in range(0, bins_all.numel(), chunk):
+            bins = bins_all[lo : lo + chunk]
+            f = d.fixation[bins]
+            ll = bin_loglik(problem, win, bins, f).reshape(bins.numel(), k)
+            part = (bins.cpu(), f.cpu(), ll.to(torch.float64).cpu())
             if pending is not None:
                 part = tuple(torch.cat([a, b]) for a, b in zip(pending, part, strict=True))
             done = part[1] != part[1][-1]  # the last fixation may go on in the next chunk
@@ -137,6 +140,26 @@ def split_evidence(problem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if pending is not None and pending[0].numel():
             score(*pending)
     return log_bf, at, jump
+
+
+def bin_loglik(problem, win, bins: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """``(M, W, W)`` response log-likelihood of each of ``bins (M,)`` at every cell of its
+    fixation's window (``f (M,)``), as the E-step scores it. Where frames are held, the
+    bins of a run (one fixation, the same lagged frames and the same motion shift) share
+    one crop (:meth:`~gazeem.models.response.PoissonLN.shared_window_log_likelihood`)."""
+    d, resp, batches = problem.data, problem.response, problem.batches
+    if hasattr(resp, "shared_window_log_likelihood"):
+        first = run_starts(d, bins, f, resp.n_lags)
+        if batches.shift is not None:
+            shift = batches.shift[bins]
+            first[1:] |= (shift[1:] != shift[:-1]).any(1)
+        if int(first.sum()) <= POOL_BELOW * bins.numel():
+            crops = batches.crops_of(win, bins[first], f[first])
+            return resp.shared_window_log_likelihood(
+                crops, d.counts[bins], torch.cumsum(first, 0) - 1
+            )
+    crops = batches.crops_of(win, bins, f)
+    return problem.window_ll()(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
 
 
 def other(problem, reading: torch.Tensor, pos: torch.Tensor, prior: torch.Tensor):
