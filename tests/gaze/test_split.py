@@ -163,7 +163,7 @@ def test_a_hidden_saccade_is_cut_where_the_eye_jumped(tmp_path):
 def test_held_frames_share_crops_and_give_the_same_evidence(monkeypatch):
     """Frames held 7 bins: the scan scores a run's bins from one crop; the Bayes factors
     and split bins equal those of one crop per bin."""
-    from gazeem.gaze import split
+    from gazeem.gaze import batches
     from tests.gaze.test_held_frames import problem as held_problem
 
     session = make_session(
@@ -180,7 +180,7 @@ def test_held_frames_share_crops_and_give_the_same_evidence(monkeypatch):
     )
     split_evidence(prob)
     assert calls  # the pooled path ran
-    monkeypatch.setattr(split, "POOL_BELOW", 0.0)
+    monkeypatch.setattr(batches, "POOL_BELOW", 0.0)
     per_bin = split_evidence(prob)
     finite = torch.isfinite(per_bin[0])
     assert finite.sum() >= 10

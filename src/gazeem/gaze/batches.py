@@ -42,12 +42,22 @@ def concat_ranges(starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return starts.repeat_interleave(lengths) + within - first.repeat_interleave(lengths)
 
 
-def run_starts(data: GazeData, bins: torch.Tensor, key: torch.Tensor, n_lags: int) -> torch.Tensor:
+def run_starts(
+    data: GazeData,
+    bins: torch.Tensor,
+    key: torch.Tensor,
+    n_lags: int,
+    shift: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``(M,)`` bool: which of ``bins`` start a run, where ``key (M,)`` (a fixation or a
-    window) or the lagged frames change from the bin before."""
+    window) or the lagged frames change from the bin before, or, with ``shift (T, 2)``
+    (:attr:`Batches.shift`), where the bins' patch moves."""
     frames = lagged_frame_index(data.frame, bins, n_lags)
     new = torch.ones(bins.numel(), dtype=torch.bool, device=bins.device)
     new[1:] = (key[1:] != key[:-1]) | (frames[1:] != frames[:-1]).any(1)
+    if shift is not None:
+        s = shift[bins]
+        new[1:] |= (s[1:] != s[:-1]).any(1)
     return new
 
 
@@ -90,10 +100,7 @@ class Runs:
         ``shift`` (:attr:`Batches.shift`), a run also ends where the bins' patch moves."""
         bins = data.fit_bins if bins is None else bins
         fix = data.fixation[bins]
-        new = run_starts(data, bins, fix, n_lags)
-        if shift is not None:
-            s = shift[bins]
-            new[1:] |= (s[1:] != s[:-1]).any(1)
+        new = run_starts(data, bins, fix, n_lags, shift)
         run = torch.cumsum(new, 0) - 1
         n_runs = int(run[-1]) + 1
         counts = data.counts
@@ -169,6 +176,18 @@ class Batches:
     def _runs_of(self, bins: torch.Tensor | None) -> Runs:
         chunk = self.chunk_bins(16 * self.data.n_units * self.data.counts.element_size())
         return Runs.of(self.data, self.response.n_lags, chunk, self.shift, bins)
+
+    def shared_rows(self, bins: torch.Tensor, key: torch.Tensor):
+        """``(first, row)``: which of ``bins`` (sorted as ``fit_bins``; ``key (M,)`` their
+        fixation or window) start a run of the same frames at the same :attr:`shift`, and
+        each bin's run, for scoring a run's bins from one crop; ``None`` where the response
+        cannot share crops or sharing would not halve them."""
+        if not hasattr(self.response, "shared_window_log_likelihood"):
+            return None
+        first = run_starts(self.data, bins, key, self.response.n_lags, self.shift)
+        if int(first.sum()) > POOL_BELOW * bins.numel():
+            return None
+        return first, torch.cumsum(first, 0) - 1
 
     def runs_over(self, bins: torch.Tensor) -> Runs | None:
         """Held-frame runs of the sorted subset ``bins`` of the fitted bins (``None`` where

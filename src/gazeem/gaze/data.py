@@ -254,10 +254,7 @@ class GazeData:
         eye_px = geometry.deg_to_px(eye_deg)
         eye_c = geometry.px_to_centered(eye_px)
         n_fix = fix_ids.size
-        reading = np.zeros((n_fix, 2))
-        nb = np.bincount(fix_index, minlength=n_fix).astype(np.float64)
-        for a in range(2):
-            reading[:, a] = np.bincount(fix_index, weights=eye_c[in_fix, a], minlength=n_fix) / nb
+        reading = fixation_means(fix_index, eye_c[in_fix], n_fix)
         calib = np.full((n_fix, 2), np.nan)
         if calib_deg is not None:
             calib_deg = np.asarray(calib_deg, dtype=np.float64)
@@ -283,6 +280,15 @@ class GazeData:
             eye_px=eye_px,
             geometry=geometry,
         )
+
+
+def fixation_means(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """``(n, 2)`` float64 mean of ``values (M, 2)`` over the rows of each fixation
+    ``index (M,)`` in ``0..n-1`` (every fixation has a row)."""
+    count = np.bincount(index, minlength=n).astype(np.float64)
+    return np.stack(
+        [np.bincount(index, weights=values[:, a], minlength=n) / count for a in range(2)], axis=1
+    )
 
 
 def invalid_between(eye_px: np.ndarray, after: np.ndarray, before: np.ndarray) -> np.ndarray:

@@ -24,7 +24,6 @@ import torch
 
 from gazeem.em.engine import EStep
 from gazeem.em.estep import prune_support
-from gazeem.gaze.batches import POOL_BELOW, run_starts
 from gazeem.gaze.data import GazeData, GazeGrid, invalid_between
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.hmm import DRIFT, RESET, SACCADE, Chain, FBResult, GridHMM
@@ -198,13 +197,9 @@ class DriftProblem:
     def _shared_crops(self, bins: torch.Tensor, f: torch.Tensor):
         """``(first, row)``: which of ``bins`` (chain positions with windows ``f``) start a
         run of the same frames in the same window, and each bin's run; ``None`` where
-        the response cannot share crops or sharing would not halve them."""
-        if not hasattr(self.response, "shared_window_log_likelihood"):
-            return None
-        first = run_starts(self.data, bins, f, self.response.n_lags)
-        if int(first.sum()) > POOL_BELOW * bins.numel():
-            return None
-        return first, torch.cumsum(first, 0) - 1
+        the response cannot share crops or sharing would not halve them (the chain's
+        states carry the motion: no shift, :meth:`_emission_fn`)."""
+        return self.batches.shared_rows(bins, f)
 
     @cached_property
     def _session_runs(self):

@@ -32,8 +32,7 @@ import numpy as np
 import torch
 
 from gazeem.em.engine import EMState, run_em
-from gazeem.gaze.batches import POOL_BELOW, run_starts
-from gazeem.gaze.data import GazeData
+from gazeem.gaze.data import GazeData, fixation_means
 from gazeem.gaze.fixation import FixationProblem
 from gazeem.gaze.posterior import GazeMoves
 
@@ -149,17 +148,12 @@ def bin_loglik(problem, win, bins: torch.Tensor, f: torch.Tensor) -> torch.Tenso
     fixation's window (``f (M,)``), as the E-step scores it. Where frames are held, the
     bins of a run (one fixation, the same lagged frames and the same motion shift) share
     one crop (:meth:`~gazeem.models.response.PoissonLN.shared_window_log_likelihood`)."""
-    d, resp, batches = problem.data, problem.response, problem.batches
-    if hasattr(resp, "shared_window_log_likelihood"):
-        first = run_starts(d, bins, f, resp.n_lags)
-        if batches.shift is not None:
-            shift = batches.shift[bins]
-            first[1:] |= (shift[1:] != shift[:-1]).any(1)
-        if int(first.sum()) <= POOL_BELOW * bins.numel():
-            crops = batches.crops_of(win, bins[first], f[first])
-            return resp.shared_window_log_likelihood(
-                crops, d.counts[bins], torch.cumsum(first, 0) - 1
-            )
+    d, batches = problem.data, problem.batches
+    shared = batches.shared_rows(bins, f)
+    if shared is not None:
+        first, row = shared
+        crops = batches.crops_of(win, bins[first], f[first])
+        return problem.response.shared_window_log_likelihood(crops, d.counts[bins], row)
     crops = batches.crops_of(win, bins, f)
     return problem.window_ll()(crops, d.counts[bins], win.cells[f].to(d.counts.dtype))
 
@@ -193,13 +187,8 @@ def split_data(data: GazeData, at: torch.Tensor) -> GazeData:
     n_new = data.n_fixations + int(cut.sum())
     parent = np.zeros(n_new, dtype=np.int64)
     parent[new[inside]] = fix[inside]
-    center = np.asarray(data.geometry.center_px, dtype=np.float64)
-    eye_c = np.asarray(data.eye_px)[inside] - center
-    nb = np.bincount(new[inside], minlength=n_new).astype(np.float64)
-    reading = np.stack(
-        [np.bincount(new[inside], weights=eye_c[:, a], minlength=n_new) / nb for a in range(2)],
-        axis=1,
-    )
+    eye_c = data.geometry.px_to_centered(np.asarray(data.eye_px)[inside])
+    reading = fixation_means(new[inside], eye_c, n_new)
     device = data.fixation.device
     return replace(
         data,
